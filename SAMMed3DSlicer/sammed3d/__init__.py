@@ -1,0 +1,28 @@
+"""sammed3d: SAM-Med3D promptable 3D segmentation.
+
+Exact, fast re-implementation of the official SAM-Med3D model, safe weight loading, ROI geometry, interactive
+sessions, evaluation and fine-tuning. Runs in plain Python (3.9+) and inside 3D Slicer.
+"""
+__version__ = "0.1.0"
+
+from .errors import SamMed3DError  # noqa: F401
+
+
+def load_model(checkpoint="turbo", device="cpu", **kwargs):
+    """Load SAM-Med3D weights into an eval-mode model; see :func:`sammed3d.loading.load_model`."""
+    from .loading import load_model as _load_model
+
+    return _load_model(checkpoint=checkpoint, device=device, **kwargs)
+
+
+def __getattr__(name):
+    # Lazy exports keep `import sammed3d` light (no torch import until something needs it).
+    if name in ("extract_roi", "Roi"):
+        from . import roi
+
+        return getattr(roi, name)
+    if name in ("InteractiveSession",):
+        from . import session
+
+        return getattr(session, name)
+    raise AttributeError("module 'sammed3d' has no attribute %r" % name)
