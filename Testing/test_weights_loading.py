@@ -241,3 +241,8 @@ def test_default_cache_dir_honours_env(tmp_path, monkeypatch):
     monkeypatch.delenv("SAMMED3D_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
     assert default_cache_dir() == tmp_path / "x" / "sammed3d"
+
+
+def test_directory_is_not_a_checkpoint(tmp_path):
+    with pytest.raises(CheckpointError, match="is not a file"):
+        read_state_dict(tmp_path)

@@ -67,6 +67,12 @@ def _manual_download_hint(name: str, endpoint: str) -> str:
 
 
 def _short(exc: BaseException) -> str:
+    """The root cause of an error in one short line (e.g. "[Errno 111] Connection refused", "HTTP 404 Not Found")."""
+    response = getattr(exc, "response", None)
+    if getattr(response, "status_code", None) is not None:
+        return ("HTTP %s %s" % (response.status_code, getattr(response, "reason_phrase", "") or "")).strip()
+    while exc.__cause__ is not None or (exc.__context__ is not None and not exc.__suppress_context__):
+        exc = exc.__cause__ or exc.__context__
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= 160 else text[:157] + "..."
 

@@ -255,7 +255,7 @@ def read_state_dict(
     """
     path = Path(path).expanduser()
     if not path.is_file():
-        raise CheckpointError("checkpoint file not found: %s" % path)
+        raise CheckpointError(("checkpoint %s is not a file" if path.exists() else "checkpoint file not found: %s") % path)
     try:
         if _is_safetensors(path):
             return _model_weights(path, _load_safetensors(path))
