@@ -9,7 +9,14 @@ import pytest
 import SimpleITK as sitk
 
 from sammed3d.errors import SamMed3DError
-from sammed3d.evaluation.report import FIELDS, MetricsCsv, plot_dice_vs_clicks, summarize, write_prediction, write_summary
+from sammed3d.evaluation.report import (
+    FIELDS,
+    MetricsCsv,
+    plot_dice_vs_clicks,
+    summarize,
+    write_prediction,
+    write_summary,
+)
 
 
 def fill(table):

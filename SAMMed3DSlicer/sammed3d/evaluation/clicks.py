@@ -85,8 +85,8 @@ class RitmClicker(_Clicker):
         # One voxel of background around the box: distances inside it are exact, and the image border is outside.
         fn = np.pad(false_neg[box], 1)
         fp = np.pad(false_pos[box], 1)
-        fn_depth = distance_to_mask(~fn, spacing_zyx)
-        fp_depth = distance_to_mask(~fp, spacing_zyx)
+        fn_depth = distance_to_mask(~fn, spacing_zyx) if fn.any() else np.zeros(fn.shape, np.float32)
+        fp_depth = distance_to_mask(~fp, spacing_zyx) if fp.any() else np.zeros(fp.shape, np.float32)
         fn_max = float(fn_depth.max())
         fp_max = float(fp_depth.max())
         positive = fn_max > fp_max
