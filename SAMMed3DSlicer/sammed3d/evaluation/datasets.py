@@ -22,6 +22,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import SimpleITK as sitk
 
+from .. import image_io
 from ..errors import InputImageError, SamMed3DError
 
 IMAGE_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
@@ -182,27 +183,8 @@ def find_cases(root: str, split: Optional[str] = None) -> List[Case]:
 
 
 def read_image(path: str) -> sitk.Image:
-    """Read a 3D single-component image file, or a DICOM series from a folder."""
-    path = os.fspath(path)
-    try:
-        if os.path.isdir(path):
-            reader = sitk.ImageSeriesReader()
-            names = reader.GetGDCMSeriesFileNames(path)
-            if not names:
-                raise InputImageError("no DICOM series in %s" % path)
-            reader.SetFileNames(names)
-            image = reader.Execute()
-        else:
-            image = sitk.ReadImage(path)
-    except RuntimeError as exc:
-        message = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreadable"
-        raise InputImageError("cannot read image %s: %s" % (path, message))
-    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
-        raise InputImageError(
-            "%s is not a single-component 3D image (dimension %d, %d components)"
-            % (path, image.GetDimension(), image.GetNumberOfComponentsPerPixel())
-        )
-    return image
+    """Read a 3D single-component image file, or a DICOM series from a folder (see :mod:`sammed3d.image_io`)."""
+    return image_io.read_image(path)
 
 
 def same_grid(a: sitk.Image, b: sitk.Image, tolerance: float = 1e-4) -> bool:
