@@ -2,6 +2,7 @@
 """Speed of sammed3d vs the official SAM-Med3D (medim==0.1.2), measured in one process with the same weights.
 
     python scripts/benchmark.py model      # encoder speed-up, encoder seconds, refinement ms, peak memory
+    python scripts/benchmark.py precision  # error of bf16 (CPU, CUDA) / fp16 (CUDA) autocast vs fp32
     python scripts/benchmark.py pipeline   # end-to-end first click and refinement on the shared DICOM CT
 
 Needs the test extra (`pip install -e ".[test]"`). Prints ratios; no thresholds are asserted here.
@@ -107,14 +108,44 @@ def bench_model(args):
     print("refinement peak memory above baseline: %.0f MiB" % mem_dec)
 
 
+def bench_precision(args):
+    """Error of reduced-precision autocast vs fp32 (bf16 on the CPU; fp16 too when CUDA is present)."""
+    from oracle import paired_models, relative_error
+    from sammed3d.devices import autocast
+    from sammed3d.model import SamMed3DConfig
+
+    _, ours = paired_models(SamMed3DConfig.named(args.config), seed=0)
+    x = torch.randn(1, 1, 128, 128, 128, generator=torch.Generator().manual_seed(1))
+    coords = torch.tensor([[[64.0, 60.0, 70.0], [40.0, 80.0, 60.0]]])
+    labels = torch.tensor([[1, 0]])
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    for device in devices:
+        model = ours.to(device)
+        with torch.inference_mode():
+            emb = model.encode(x.to(device))
+            ref = model.decode(emb, coords.to(device), labels.to(device))
+            for precision in ("bf16", "fp16"):
+                if device.type == "cpu" and precision == "fp16":
+                    continue
+                with autocast(device, precision):
+                    emb_low = model.encode(x.to(device))
+                    low = model.decode(emb_low, coords.to(device), labels.to(device))
+                agree = ((low > 0) == (ref > 0)).float().mean().item()
+                print("%s %s: embedding rel. error %.2e, logits rel. error %.2e, low-res mask agreement %.4f" % (
+                    device.type, precision, relative_error(emb_low.float(), emb), relative_error(low.float(), ref),
+                    agree))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("section", choices=["model", "pipeline"])
+    parser.add_argument("section", choices=["model", "precision", "pipeline"])
     parser.add_argument("--config", default="vit_b", choices=["vit_b", "tiny"])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     if args.section == "model":
         bench_model(args)
+    elif args.section == "precision":
+        bench_precision(args)
     else:
         from benchmark_pipeline import bench_pipeline
 

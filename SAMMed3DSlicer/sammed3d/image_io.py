@@ -107,9 +107,9 @@ def read_image(path) -> sitk.Image:
     return validate_image(image, name="image %s" % path.name)
 
 
-def _suffix(path: Path) -> Optional[str]:
+def _suffix(path: Path, suffixes=WRITE_SUFFIXES) -> Optional[str]:
     name = path.name.lower()
-    for suffix in WRITE_SUFFIXES:
+    for suffix in suffixes:
         if name.endswith(suffix) and len(name) > len(suffix):
             return suffix
     return None
@@ -135,7 +135,7 @@ def segmentation_metadata(image: sitk.Image, names: Optional[Dict[int, str]] = N
 
 
 def write_image_atomic(image: sitk.Image, path, compress: bool = True,
-                       segment_names: Optional[Dict[int, str]] = None) -> Path:
+                       segment_names: Optional[Dict[int, str]] = None, suffixes=WRITE_SUFFIXES) -> Path:
     """Write ``image`` to ``path`` (.nii.gz, .nii, .nrrd, .seg.nrrd or .mha) without ever leaving a partial file.
 
     The image is written to a temporary file in the destination folder and moved into place with os.replace, so
@@ -143,9 +143,9 @@ def write_image_atomic(image: sitk.Image, path, compress: bool = True,
     added (one segment per non-zero label; ``segment_names`` maps label value -> name). Raises SamMed3DError.
     """
     path = Path(path)
-    suffix = _suffix(path)
+    suffix = _suffix(path, suffixes)
     if suffix is None:
-        raise SamMed3DError("cannot write %s: use one of %s" % (path, ", ".join(WRITE_SUFFIXES)))
+        raise SamMed3DError("cannot write %s: use one of %s" % (path, ", ".join(suffixes)))
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise SamMed3DError("cannot write %s: folder %s does not exist" % (path, folder))

@@ -32,6 +32,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--max-rois", type=int, default=6,
                         help="ROIs one object may span (objects over 192 mm); 1 = the official single ROI")
     parser.add_argument("--save-roi", metavar="DIR", help="write what the model saw: ROI input and probabilities")
+    parser.add_argument("--overlay", metavar="PNG", help="also write a PNG of three slices through the first point")
     parser.set_defaults(func=run)
 
 
@@ -89,6 +90,10 @@ def run(args) -> int:
             timings[key] += session.last_timings[key]
     mask = session.mask_image()
 
+    if args.overlay:
+        from ..overlay import write_overlay_png
+
+        write_overlay_png(image, mask, clicks[0][0], Path(args.overlay))
     if args.save_roi:
         from ..roi_export import save_rois
 
