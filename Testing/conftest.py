@@ -14,7 +14,8 @@ if str(MODULE_DIR) not in sys.path:
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 DATA_DIR = REPO / "Testing" / "Data"
-SHARED_DATA = REPO.parent / "shared" / "data"
+# SAMMED3D_SHARED_DATA points elsewhere (e.g. from a git worktree nested deeper than ../).
+SHARED_DATA = Path(os.environ.get("SAMMED3D_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
 @pytest.fixture(scope="session")
