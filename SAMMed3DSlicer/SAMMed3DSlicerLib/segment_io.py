@@ -1,0 +1,192 @@
+"""A mask in a volume's grid <-> one segment of a segmentation node, honouring both nodes' parent transforms.
+
+The mask lives in the volume's local frame; the segment's labelmap lives in the segmentation's local frame, in
+the segmentation's reference geometry. Going from one to the other composes "volume parent transform, then the
+inverse of the segmentation's parent transform" (linear or not) and resamples by nearest neighbour.
+Only the named segment is written (MODE_REPLACE): other segments, shared layers included, stay as they are.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import SimpleITK as sitk
+import vtk
+from vtk.util import numpy_support
+from slicer import (
+    vtkMRMLTransformNode,
+    vtkOrientedImageData,
+    vtkOrientedImageDataResample,
+    vtkSegmentationConverter,
+    vtkSlicerSegmentationsModuleLogic,
+)
+
+from sammed3d.errors import InputImageError
+
+from .volume_conversion import (
+    ijk_to_ras_from_sitk,
+    matrix_to_numpy,
+    numpy_to_matrix,
+    set_sitk_geometry_from_ijk_to_ras,
+    volume_ijk_to_ras,
+)
+
+
+def oriented_image_from_array(voxels: np.ndarray, ijk_to_ras: np.ndarray) -> vtkOrientedImageData:
+    """A [k, j, i] uint8 array with an IJK-to-RAS matrix as a vtkOrientedImageData (extent starting at 0)."""
+    voxels = np.ascontiguousarray(voxels, dtype=np.uint8)
+    image = vtkOrientedImageData()
+    k, j, i = voxels.shape
+    image.SetExtent(0, i - 1, 0, j - 1, 0, k - 1)
+    image.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+    numpy_support.vtk_to_numpy(image.GetPointData().GetScalars())[:] = voxels.ravel()
+    image.SetGeometryFromImageToWorldMatrix(numpy_to_matrix(ijk_to_ras))
+    return image
+
+
+def oriented_image_from_sitk(mask: sitk.Image) -> vtkOrientedImageData:
+    """A SimpleITK mask (LPS geometry) as a uint8 vtkOrientedImageData in the same physical (RAS) frame."""
+    voxels = (sitk.GetArrayViewFromImage(mask) > 0).astype(np.uint8)
+    return oriented_image_from_array(voxels, ijk_to_ras_from_sitk(mask))
+
+
+def volume_geometry(volume_node) -> vtkOrientedImageData:
+    """An empty vtkOrientedImageData carrying the volume's local geometry and extent (no voxels allocated)."""
+    image = vtkOrientedImageData()
+    extent = volume_node.GetImageData().GetExtent()
+    image.SetExtent(0, extent[1] - extent[0], 0, extent[3] - extent[2], 0, extent[5] - extent[4])
+    image.SetGeometryFromImageToWorldMatrix(numpy_to_matrix(volume_ijk_to_ras(volume_node)))
+    return image
+
+
+def transform_between(source_node, target_node) -> vtk.vtkGeneralTransform:
+    """Local RAS of ``source_node`` -> local RAS of ``target_node`` (source parent, then inverse target parent)."""
+    transform = vtk.vtkGeneralTransform()
+    vtkMRMLTransformNode.GetTransformBetweenNodes(
+        source_node.GetParentTransformNode(), target_node.GetParentTransformNode(), transform)
+    return transform
+
+
+def _is_identity(transform) -> bool:
+    linear = vtk.vtkTransform()
+    if not vtkOrientedImageDataResample.IsTransformLinear(transform, linear):
+        return False
+    return bool(np.allclose(matrix_to_numpy(linear.GetMatrix()), np.eye(4), atol=1e-9))
+
+
+def crop_to_content(image: vtkOrientedImageData) -> Optional[vtkOrientedImageData]:
+    """The sub-image over the non-zero voxels' bounding box (same geometry), or None when all voxels are zero."""
+    extent = [0, -1, 0, -1, 0, -1]
+    if not vtkOrientedImageDataResample.CalculateEffectiveExtent(image, extent):
+        return None
+    if extent[0] > extent[1] or extent[2] > extent[3] or extent[4] > extent[5]:
+        return None
+    pad = vtk.vtkImageConstantPad()
+    pad.SetInputData(image)
+    pad.SetOutputWholeExtent(extent)
+    pad.Update()
+    cropped = vtkOrientedImageData()
+    cropped.ShallowCopy(pad.GetOutput())
+    cropped.CopyDirections(image)
+    return cropped
+
+
+def ensure_reference_geometry(segmentation_node, volume_node) -> None:
+    """Give the segmentation the volume's geometry as reference when it has none yet (as the Segment Editor does)."""
+    name = vtkSegmentationConverter.GetReferenceImageGeometryParameterName()
+    if not segmentation_node.GetSegmentation().GetConversionParameter(name):
+        segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
+
+
+def reference_geometry(segmentation_node) -> Optional[vtkOrientedImageData]:
+    """The segmentation's reference image geometry (segmentation-local frame), or None when unset."""
+    name = vtkSegmentationConverter.GetReferenceImageGeometryParameterName()
+    text = segmentation_node.GetSegmentation().GetConversionParameter(name)
+    if not text:
+        return None
+    geometry = vtkOrientedImageData()
+    if not vtkSegmentationConverter.DeserializeImageGeometry(text, geometry, False):
+        return None
+    return geometry
+
+
+def _check_labelmap_source(segmentation_node) -> None:
+    segmentation = segmentation_node.GetSegmentation()
+    labelmap = vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()
+    source = (segmentation.GetSourceRepresentationName() if hasattr(segmentation, "GetSourceRepresentationName")
+              else segmentation.GetMasterRepresentationName())
+    if source != labelmap:
+        raise InputImageError("The segmentation '%s' is stored as '%s'; interactive segmentation needs a binary "
+                              "labelmap segmentation." % (segmentation_node.GetName(), source))
+
+
+def write_mask_to_segment(mask: sitk.Image, volume_node, segmentation_node, segment_id: str) -> None:
+    """Replace the content of one segment by a mask given in ``volume_node``'s grid (other segments untouched)."""
+    segmentation = segmentation_node.GetSegmentation()
+    if segmentation.GetSegment(segment_id) is None:
+        raise InputImageError("The segmentation '%s' has no segment '%s'." % (segmentation_node.GetName(), segment_id))
+    _check_labelmap_source(segmentation_node)
+    ensure_reference_geometry(segmentation_node, volume_node)
+    content = crop_to_content(oriented_image_from_sitk(mask))
+    logic = vtkSlicerSegmentationsModuleLogic
+    if content is None:
+        segmentation.ClearSegment(segment_id)
+        return
+    to_segmentation = transform_between(volume_node, segmentation_node)
+    target = reference_geometry(segmentation_node)
+    if target is None or (_is_identity(to_segmentation)
+                          and vtkOrientedImageDataResample.DoGeometriesMatch(content, target)):
+        labelmap = content
+    else:
+        labelmap = vtkOrientedImageData()
+        # Resampled into the reference geometry; the output covers the transformed content, clipped to the reference.
+        vtkOrientedImageDataResample.ResampleOrientedImageToReferenceOrientedImage(
+            content, target, labelmap, False, False, to_segmentation)
+    if not logic.SetBinaryLabelmapToSegment(labelmap, segmentation_node, segment_id, logic.MODE_REPLACE):
+        raise InputImageError("Slicer refused to update segment '%s'." % segment_id)
+
+
+def segment_labelmap(segmentation_node, segment_id: str) -> Optional[vtkOrientedImageData]:
+    """The segment's own voxels (0/1, segmentation-local frame), cropped to content; None when empty or absent."""
+    segment = segmentation_node.GetSegmentation().GetSegment(segment_id)
+    if segment is None:
+        return None
+    internal = segment.GetRepresentation(vtkSegmentationConverter.GetBinaryLabelmapRepresentationName())
+    if internal is None or internal.GetPointData().GetScalars() is None:
+        return None
+    # Layers are shared between segments: keep only this segment's label value.
+    threshold = vtk.vtkImageThreshold()
+    threshold.SetInputData(internal)
+    threshold.ThresholdBetween(segment.GetLabelValue(), segment.GetLabelValue())
+    threshold.SetInValue(1)
+    threshold.SetOutValue(0)
+    threshold.SetOutputScalarTypeToUnsignedChar()
+    threshold.Update()
+    binary = vtkOrientedImageData()
+    binary.ShallowCopy(threshold.GetOutput())
+    binary.CopyDirections(internal)
+    return crop_to_content(binary)
+
+
+def read_segment_in_volume_grid(segmentation_node, segment_id: str, volume_node) -> Optional[sitk.Image]:
+    """One segment resampled into ``volume_node``'s grid as a SimpleITK uint8 mask; None when it is empty."""
+    labelmap = segment_labelmap(segmentation_node, segment_id)
+    if labelmap is None:
+        return None
+    reference = volume_geometry(volume_node)
+    resampled = vtkOrientedImageData()
+    vtkOrientedImageDataResample.ResampleOrientedImageToReferenceOrientedImage(
+        labelmap, reference, resampled, False, False, transform_between(segmentation_node, volume_node))
+    dims = [reference.GetExtent()[2 * a + 1] + 1 for a in range(3)]
+    voxels = np.zeros(dims[::-1], dtype=np.uint8)
+    extent = resampled.GetExtent()
+    if resampled.GetPointData().GetScalars() is not None and extent[0] <= extent[1]:
+        # The resampled image covers only the transformed content, clipped to the volume: paste it in place.
+        part = numpy_support.vtk_to_numpy(resampled.GetPointData().GetScalars()).reshape(
+            extent[5] - extent[4] + 1, extent[3] - extent[2] + 1, extent[1] - extent[0] + 1)
+        voxels[extent[4]:extent[5] + 1, extent[2]:extent[3] + 1, extent[0]:extent[1] + 1] = part > 0
+    if not voxels.any():
+        return None
+    mask = sitk.GetImageFromArray(voxels)
+    set_sitk_geometry_from_ijk_to_ras(mask, volume_ijk_to_ras(volume_node))
+    return mask
