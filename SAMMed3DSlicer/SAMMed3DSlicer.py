@@ -2,7 +2,6 @@
 
 The widget is thin Qt wiring; every decision lives in SAMMed3DSlicerLib (MRML only, tested without Slicer).
 """
-import concurrent.futures
 import logging
 import os
 import time
@@ -18,6 +17,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
+from SAMMed3DSlicerLib.background import BackgroundJobs
 from SAMMed3DSlicerLib.dependencies import missing_packages
 from SAMMed3DSlicerLib.interactive_logic import InteractiveSegmentationLogic
 from SAMMed3DSlicerLib.prompt_nodes import prompt_nodes, show_only_segment_prompts
@@ -129,63 +129,6 @@ class SAMMed3DSlicerLogic(ScriptedLoadableModuleLogic):
         return not torchMissing and not pipRequirements
 
 
-class _BackgroundJobs(object):
-    """One worker thread; results polled by a Qt timer and handed to callbacks on the main thread.
-
-    Every submitted job gets a number; a job that is not the newest of its kind when it starts is skipped, and a
-    result that is not the newest when it arrives is dropped (a newer click has made it stale).
-    """
-
-    def __init__(self, parent):
-        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="SAMMed3D")
-        self._latest = {}
-        self._pending = []
-        self._timer = qt.QTimer(parent)
-        self._timer.setInterval(30)
-        self._timer.connect("timeout()", self._poll)
-
-    def submit(self, kind, function, onDone, onError):
-        number = self._latest.get(kind, 0) + 1
-        self._latest[kind] = number
-
-        def run():
-            if self._latest.get(kind) != number:
-                return _Skipped
-            return function()
-
-        self._pending.append((kind, number, self._executor.submit(run), onDone, onError))
-        self._timer.start()
-        return number
-
-    def busy(self, kind=None):
-        return any(kind is None or job[0] == kind for job in self._pending)
-
-    def _poll(self):
-        still = []
-        for kind, number, future, onDone, onError in self._pending:
-            if not future.done():
-                still.append((kind, number, future, onDone, onError))
-                continue
-            error = future.exception()
-            if error is not None:
-                onError(error)
-                continue
-            result = future.result()
-            if result is _Skipped or self._latest.get(kind) != number:
-                continue  # stale: a newer request of the same kind exists
-            onDone(result)
-        self._pending = still
-        if not self._pending:
-            self._timer.stop()
-
-    def shutdown(self):
-        self._timer.stop()
-        self._executor.shutdown(wait=False)
-
-
-_Skipped = object()
-
-
 class SAMMed3DSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     """Qt wiring: selectors, point placement, buttons, shortcuts; inference off the GUI thread."""
 
@@ -199,6 +142,7 @@ class SAMMed3DSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._observedPointNodes = []
         self._jobs = None
         self._progress = None
+        self._download = None
 
     # ---- setup --------------------------------------------------------------------------------------------------
     def setup(self):
@@ -208,7 +152,10 @@ class SAMMed3DSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = SAMMed3DSlicerLogic()
-        self._jobs = _BackgroundJobs(uiWidget)
+        self._jobs = BackgroundJobs()
+        self._pollTimer = qt.QTimer(uiWidget)
+        self._pollTimer.setInterval(30)
+        self._pollTimer.connect("timeout()", self._pollJobs)
 
         for placeWidget in (self.ui.positivePlaceWidget, self.ui.negativePlaceWidget):
             placeWidget.setMRMLScene(slicer.mrmlScene)
@@ -250,6 +197,7 @@ class SAMMed3DSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.removeObservers()
         self._removeShortcuts()
         if self._jobs is not None:
+            self._pollTimer.stop()
             self._jobs.shutdown()
 
     def enter(self):
@@ -406,17 +354,32 @@ class SAMMed3DSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._jobs.busy("model"):
             return
         self._progress = slicer.util.createProgressDialog(
-            windowTitle="SAM-Med3D", labelText="Loading the SAM-Med3D weights (downloading them on first use)...",
-            maximum=0)
+            windowTitle="SAM-Med3D", labelText="Loading the SAM-Med3D weights...", maximum=0)
         self._progress.setCancelButton(None)
+        self._download = None  # (bytes done, bytes total), written by the worker thread, shown by the timer
         started = time.perf_counter()
+
+        def progress(done, total):
+            self._download = (done, total)
 
         def done(_):
             self._closeProgress()
             self._setStatus("Model loaded in %.1f s." % (time.perf_counter() - started))
             then()
 
-        self._jobs.submit("model", self.logic.interactive.load_model, done, self._onError)
+        self._jobs.submit("model", lambda: self.logic.interactive.load_model(progress=progress), done, self._onError,
+                          self._showDownloadProgress)
+        self._pollTimer.start()
+
+    def _showDownloadProgress(self):
+        if self._progress is None or self._download is None:
+            return
+        done, total = self._download
+        if total:
+            self._progress.setMaximum(100)
+            self._progress.setValue(int(100 * done / total))
+        self._progress.setLabelText("Downloading the SAM-Med3D-turbo weights: %.0f / %s MB"
+                                    % (done / 1e6, "%.0f" % (total / 1e6) if total else "?"))
 
     def onLoadModel(self):
         self._ensureModel(lambda: None)
@@ -455,6 +418,12 @@ class SAMMed3DSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.updateGUIFromParameterNode()
 
         self._jobs.submit("segment", lambda: interactive.compute(request), done, self._onError)
+        self._pollTimer.start()
+
+    def _pollJobs(self):
+        """Main thread: hand finished background results to their callbacks (stale ones are dropped)."""
+        if not self._jobs.poll():
+            self._pollTimer.stop()
 
     def _onError(self, error):
         self._closeProgress()

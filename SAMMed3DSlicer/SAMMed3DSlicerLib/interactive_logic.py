@@ -16,7 +16,6 @@ from typing import Dict, List, Optional
 
 from sammed3d.errors import PromptError
 
-from .devices import resolve_device
 from .markups import Click, add_point_world, chronological_clicks, current_clicks, remove_click
 from .segment_io import read_segment_in_volume_grid, write_mask_to_segment
 from .volume_conversion import volume_to_sitk
@@ -82,13 +81,17 @@ class InteractiveSegmentationLogic(object):
     def model_loaded(self) -> bool:
         return self._model is not None
 
-    def load_model(self):
-        """Load (download if needed) the weights; thread-safe, done once."""
+    def load_model(self, progress=None):
+        """Load (download if needed) the weights; thread-safe, done once.
+
+        progress: optional ``progress(bytes_done, bytes_total)`` called during a download (from this thread).
+        """
         with self._model_lock:
             if self._model is None:
                 import sammed3d
 
-                self._model = sammed3d.load_model(self.checkpoint, resolve_device(self.device))
+                options = {"progress": progress} if progress is not None else {}
+                self._model = sammed3d.load_model(self.checkpoint, self.device, **options)
             return self._model
 
     # ---- sessions ----------------------------------------------------------------------------------------------
