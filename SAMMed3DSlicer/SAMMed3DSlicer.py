@@ -29,7 +29,6 @@ SHORTCUTS = (
     ("Ctrl+Y", "redo", "onRedo"),
     ("R", "reset the segment (remove its points, restore its original content)", "onReset"),
     ("E", "next segment (new empty segment)", "onNextSegment"),
-    ("Esc", "stop placing points", "onStopPlacing"),
 )
 TURBO = "turbo"
 
@@ -77,10 +76,17 @@ class SAMMed3DSlicerLogic(ScriptedLoadableModuleLogic):
         self.interactive = InteractiveSegmentationLogic(checkpoint=checkpoint, device=device)
 
     def setDefaultParameters(self, parameterNode):
-        if not parameterNode.GetParameter("Checkpoint"):
-            parameterNode.SetParameter("Checkpoint", TURBO)
+        if not parameterNode.GetParameter("ModelSource"):
+            parameterNode.SetParameter("ModelSource", TURBO)
         if not parameterNode.GetParameter("Device"):
             parameterNode.SetParameter("Device", "auto")
+
+    @staticmethod
+    def checkpointFromParameters(parameterNode):
+        """"turbo", or the local weights file when that source is chosen (None while no file is chosen)."""
+        if parameterNode.GetParameter("ModelSource") != "file":
+            return TURBO
+        return parameterNode.GetParameter("CheckpointPath") or None
 
     def setModelOptions(self, checkpoint, device):
         self.interactive.set_model_options(checkpoint or TURBO, device or "auto")
@@ -266,12 +272,10 @@ class SAMMed3DSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.segmentSelector.setCurrentNode(segmentation)
             if segmentId:
                 self.ui.segmentSelector.setCurrentSegmentID(segmentId)
-            checkpoint = self._parameterNode.GetParameter("Checkpoint")
-            isFile = checkpoint not in ("", TURBO)
+            isFile = self._parameterNode.GetParameter("ModelSource") == "file"
             self.ui.modelSelector.setCurrentIndex(1 if isFile else 0)
             self.ui.checkpointPathLineEdit.setEnabled(isFile)
-            if isFile:
-                self.ui.checkpointPathLineEdit.currentPath = checkpoint
+            self.ui.checkpointPathLineEdit.currentPath = self._parameterNode.GetParameter("CheckpointPath")
             self.ui.deviceSelector.setCurrentIndex(max(0, self.ui.deviceSelector.findData(
                 self._parameterNode.GetParameter("Device"))))
             ready = bool(volume and segmentation and segmentId)
@@ -299,15 +303,10 @@ class SAMMed3DSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNode.SetNodeReferenceID("InputVolume", self.ui.inputVolumeSelector.currentNodeID)
             segmentation = self.ui.segmentSelector.currentNode()
             self._parameterNode.SetNodeReferenceID("Segmentation", segmentation.GetID() if segmentation else None)
-            if segmentation is not None and self.ui.inputVolumeSelector.currentNode() is not None:
-                segmentation.SetNodeReferenceID(segmentation.GetReferenceImageGeometryReferenceRole(),
-                                                self.ui.inputVolumeSelector.currentNodeID)
             self._parameterNode.SetParameter("SegmentID", self.ui.segmentSelector.currentSegmentID() or "")
-            useFile = self.ui.modelSelector.currentData == "file"
-            checkpoint = self.ui.checkpointPathLineEdit.currentPath if useFile else TURBO
-            self._parameterNode.SetParameter("Checkpoint", checkpoint or "")
+            self._parameterNode.SetParameter("ModelSource", self.ui.modelSelector.currentData or TURBO)
+            self._parameterNode.SetParameter("CheckpointPath", self.ui.checkpointPathLineEdit.currentPath or "")
             self._parameterNode.SetParameter("Device", self.ui.deviceSelector.currentData or "auto")
-            self.logic.setModelOptions(checkpoint, self.ui.deviceSelector.currentData)
         finally:
             self._parameterNode.EndModify(wasModifying)
 
@@ -345,6 +344,11 @@ class SAMMed3DSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # ---- model loading ---------------------------------------------------------------------------------------------
     def _ensureModel(self, then):
         """Install dependencies (asking first) and load the model in the background, then call ``then``."""
+        checkpoint = SAMMed3DSlicerLogic.checkpointFromParameters(self._parameterNode)
+        if checkpoint is None:
+            self._setStatus("Choose a local weights file (Model section), or the SAM-Med3D-turbo weights.")
+            return
+        self.logic.setModelOptions(checkpoint, self._parameterNode.GetParameter("Device"))
         if self.logic.interactive.model_loaded:
             then()
             return
@@ -457,13 +461,9 @@ class SAMMed3DSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         self.onStopPlacing()
         positive, negative = prompt_nodes(segmentation, segmentId)
-        wasBlocked = [node.StartModify() for node in (positive, negative)]
         self._observePointNodes()  # removing the points must not trigger a recomputation
-        try:
-            self.logic.interactive.reset(volume, segmentation, segmentId, positive, negative)
-        finally:
-            for node, state in zip((positive, negative), wasBlocked):
-                node.EndModify(state)
+        self._jobs.invalidate("segment")  # a result still on its way must not overwrite the reset
+        self.logic.interactive.reset(volume, segmentation, segmentId, positive, negative)
         self._setStatus("Segment reset.")
         self.updateGUIFromParameterNode()
 

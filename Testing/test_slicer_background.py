@@ -72,3 +72,15 @@ def test_callbacks_may_submit_follow_up_jobs():
     poll_until_idle(jobs)
     assert results == ["mask"]
     jobs.shutdown()
+
+
+def test_invalidate_drops_a_result_still_on_its_way():
+    jobs = BackgroundJobs()
+    release = threading.Event()
+    delivered = []
+    jobs.submit("segment", lambda: release.wait(5) and "mask", delivered.append, None)
+    jobs.invalidate("segment")
+    release.set()
+    poll_until_idle(jobs)
+    assert delivered == []
+    jobs.shutdown()

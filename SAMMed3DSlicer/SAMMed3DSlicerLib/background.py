@@ -37,6 +37,11 @@ class BackgroundJobs(object):
         self._pending.append((kind, number, self._executor.submit(run), on_done, on_error, on_poll))
         return number
 
+    def invalidate(self, kind) -> None:
+        """Make every queued or running job of ``kind`` stale (e.g. the user reset the segment)."""
+        with self._lock:
+            self._latest[kind] = self._latest.get(kind, 0) + 1
+
     def is_newest(self, kind, number) -> bool:
         with self._lock:
             return self._latest.get(kind) == number
