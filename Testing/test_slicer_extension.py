@@ -33,7 +33,7 @@ def listed_module_files():
     assert lists["MODULE_NAME"] == ["SAMMed3DSlicer"]
     expand = lambda item: item.replace("${MODULE_NAME}", "SAMMed3DSlicer")  # noqa: E731
     scripts = [expand(i) for name, items in lists.items() if name.endswith("_SCRIPTS") for i in items]
-    resources = [expand(i) for i in lists["MODULE_PYTHON_RESOURCES"]]
+    resources = [expand(i) for name, items in lists.items() if name.endswith("_RESOURCES") for i in items]
     return scripts, resources
 
 
@@ -82,18 +82,22 @@ def test_every_module_python_file_is_listed_in_cmake():
     on_disk = sorted(p.relative_to(MODULE_DIR).as_posix() for p in MODULE_DIR.rglob("*.py")
                      if "__pycache__" not in p.parts)
     missing = [path for path in on_disk if path not in scripts]
-    assert not missing, "add these to SAMMed3DSlicer/CMakeLists.txt (MODULE_PYTHON_SCRIPTS or " \
-                        "SAMMED3D_PACKAGE_SCRIPTS): %s" % missing
+    assert not missing, "add these to SAMMed3DSlicer/CMakeLists.txt (MODULE_PYTHON_SCRIPTS, or run " \
+                        "python scripts/sync_cmake_scripts.py for sammed3d/): %s" % missing
     absent = [path for path in scripts if not (MODULE_DIR / path).is_file()]
     assert not absent, "listed in CMake but not on disk: %s" % absent
     assert len(scripts) == len(set(scripts)), "listed twice"
 
 
-def test_every_resource_is_listed_in_cmake():
+def test_every_resource_and_package_data_file_is_listed_in_cmake():
     _, resources = listed_module_files()
-    on_disk = sorted(p.relative_to(MODULE_DIR).as_posix() for p in (MODULE_DIR / "Resources").rglob("*")
-                     if p.is_file())
-    assert sorted(resources) == on_disk
+    on_disk = [p.relative_to(MODULE_DIR).as_posix() for p in (MODULE_DIR / "Resources").rglob("*") if p.is_file()]
+    on_disk += [p.relative_to(MODULE_DIR).as_posix() for p in (MODULE_DIR / "sammed3d").rglob("*")
+                if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".py", ".pyc", ".pyo")]
+    missing = sorted(set(on_disk) - set(resources))
+    assert not missing, "add to SAMMed3DSlicer/CMakeLists.txt (python scripts/sync_cmake_scripts.py): %s" % missing
+    absent = [path for path in resources if not (MODULE_DIR / path).is_file()]
+    assert not absent, "listed in CMake but not on disk: %s" % absent
 
 
 def test_top_level_cmake_builds_an_extension():
