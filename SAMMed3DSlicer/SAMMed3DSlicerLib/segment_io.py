@@ -91,6 +91,34 @@ def crop_to_content(image: vtkOrientedImageData) -> Optional[vtkOrientedImageDat
     return cropped
 
 
+def _image_to_world(image) -> vtk.vtkMatrix4x4:
+    matrix = vtk.vtkMatrix4x4()
+    image.GetImageToWorldMatrix(matrix)
+    return matrix
+
+
+def restrict_extent_to_content(reference: vtkOrientedImageData, content: vtkOrientedImageData, content_to_reference):
+    """Shrink ``reference``'s extent to the voxels that ``content`` (after the transform) can reach, plus one voxel.
+
+    Resampling then touches only that box instead of the whole reference grid (a 512 x 512 x N CT otherwise).
+    """
+    index_transform = vtk.vtkGeneralTransform()
+    index_transform.PostMultiply()
+    index_transform.Concatenate(_image_to_world(content))
+    index_transform.Concatenate(content_to_reference)
+    world_to_reference = vtk.vtkMatrix4x4()
+    reference.GetWorldToImageMatrix(world_to_reference)
+    index_transform.Concatenate(world_to_reference)
+    reached = [0, -1, 0, -1, 0, -1]
+    vtkOrientedImageDataResample.TransformExtent(content.GetExtent(), index_transform, reached)
+    full = reference.GetExtent()
+    extent = []
+    for axis in range(3):
+        extent += [max(full[2 * axis], reached[2 * axis] - 1), min(full[2 * axis + 1], reached[2 * axis + 1] + 1)]
+    reference.SetExtent(extent)
+    return all(extent[2 * a] <= extent[2 * a + 1] for a in range(3))
+
+
 def ensure_reference_geometry(segmentation_node, volume_node) -> None:
     """Give the segmentation the volume's geometry as reference when it has none yet (as the Segment Editor does)."""
     name = vtkSegmentationConverter.GetReferenceImageGeometryParameterName()
@@ -139,7 +167,8 @@ def write_mask_to_segment(mask: sitk.Image, volume_node, segmentation_node, segm
         labelmap = content
     else:
         labelmap = vtkOrientedImageData()
-        # Resampled into the reference geometry; the output covers the transformed content, clipped to the reference.
+        if not restrict_extent_to_content(target, content, to_segmentation):
+            raise InputImageError("The segment falls outside the segmentation's geometry.")
         vtkOrientedImageDataResample.ResampleOrientedImageToReferenceOrientedImage(
             content, target, labelmap, False, False, to_segmentation)
     if not logic.SetBinaryLabelmapToSegment(labelmap, segmentation_node, segment_id, logic.MODE_REPLACE):
@@ -174,11 +203,14 @@ def read_segment_in_volume_grid(segmentation_node, segment_id: str, volume_node)
     if labelmap is None:
         return None
     reference = volume_geometry(volume_node)
-    resampled = vtkOrientedImageData()
-    vtkOrientedImageDataResample.ResampleOrientedImageToReferenceOrientedImage(
-        labelmap, reference, resampled, False, False, transform_between(segmentation_node, volume_node))
     dims = [reference.GetExtent()[2 * a + 1] + 1 for a in range(3)]
     voxels = np.zeros(dims[::-1], dtype=np.uint8)
+    to_volume = transform_between(segmentation_node, volume_node)
+    if not restrict_extent_to_content(reference, labelmap, to_volume):
+        return None  # the segment lies entirely outside the volume
+    resampled = vtkOrientedImageData()
+    vtkOrientedImageDataResample.ResampleOrientedImageToReferenceOrientedImage(
+        labelmap, reference, resampled, False, False, to_volume)
     extent = resampled.GetExtent()
     if resampled.GetPointData().GetScalars() is not None and extent[0] <= extent[1]:
         # The resampled image covers only the transformed content, clipped to the volume: paste it in place.
