@@ -3,7 +3,6 @@
 The widget is thin Qt wiring; every decision lives in SAMMed3DSlicerLib (MRML only, tested without Slicer).
 """
 import logging
-import os
 import time
 
 import qt
