@@ -14,7 +14,7 @@ if str(MODULE_DIR) not in sys.path:
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 DATA_DIR = REPO / "Testing" / "Data"
-# SAMMED3D_SHARED_DATA points elsewhere (e.g. from a git worktree nested deeper than ../).
+# ../shared/data beside the clone (CI, developers); SAMMED3D_SHARED_DATA overrides it (e.g. for git worktrees).
 SHARED_DATA = Path(os.environ.get("SAMMED3D_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 

@@ -37,9 +37,10 @@ def load_model(checkpoint="turbo", device="cpu", progress=None) -> SamMed3D:
     "demo" (the small model bundled with this package), or a path to an official-format .pth (a dict with
     `model_state_dict`, or a bare state dict, `module.` prefixes tolerated) or a .safetensors file.
     device: "cpu", "cuda", "mps" or "auto" (cuda, then mps, then cpu).
+    progress: optional callback(bytes_done, bytes_total) while "turbo" downloads.
     """
     target = resolve_device(device)
-    path = resolve_checkpoint(checkpoint, progress=progress) if progress else resolve_checkpoint(checkpoint)
+    path = resolve_checkpoint(checkpoint, progress=progress)
     state_dict = read_state_dict(path)
     model = model_from_state_dict({k: v.float() for k, v in state_dict.items()})
     log.info("loaded %s (%s) on %s", path, model.config, target)

@@ -1,0 +1,125 @@
+#!/usr/bin/env python
+"""Speed of sammed3d vs the official SAM-Med3D (medim==0.1.2), measured in one process with the same weights.
+
+    python scripts/benchmark.py model      # encoder speed-up, encoder seconds, refinement ms, peak memory
+    python scripts/benchmark.py pipeline   # end-to-end first click and refinement on the shared DICOM CT
+
+Needs the test extra (`pip install -e ".[test]"`). Prints ratios; no thresholds are asserted here.
+"""
+import argparse
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "SAMMed3DSlicer"))
+sys.path.insert(0, str(REPO / "Testing"))
+
+
+class PeakMemory:
+    """Peak resident memory (MiB) above the level at entry, sampled every 5 ms from /proc (Linux)."""
+
+    def __enter__(self):
+        self.base = self.peak = self._rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def mib(self):
+        return (self.peak - self.base) / 2 ** 20
+
+    def _sample(self):
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, self._rss())
+
+    @staticmethod
+    def _rss():
+        try:
+            with open("/proc/self/statm") as statm:
+                import os
+
+                return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            return 0
+
+
+def timed(fn, repeats, warmup=1):
+    """Median wall seconds of `repeats` calls after `warmup` calls, and the peak memory of one call."""
+    for _ in range(warmup):
+        fn()
+    with PeakMemory() as memory:
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), memory.mib
+
+
+def _decode(model, embedding, coords, labels, mask):
+    sparse, dense = model.prompt_encoder(points=(coords, labels), boxes=None, masks=mask)
+    return model.mask_decoder(
+        image_embeddings=embedding,
+        image_pe=model.prompt_encoder.get_dense_pe(),
+        sparse_prompt_embeddings=sparse,
+        dense_prompt_embeddings=dense,
+        multimask_output=False,
+    )[0]
+
+
+def bench_model(args):
+    from oracle import paired_models, relative_error
+    from sammed3d.model import SamMed3DConfig
+
+    config = SamMed3DConfig.named(args.config)
+    official, ours = paired_models(config, seed=0)
+    x = torch.randn(1, 1, 128, 128, 128, generator=torch.Generator().manual_seed(1))
+    coords = torch.tensor([[[64.0, 60.0, 70.0], [40.0, 80.0, 60.0], [70.0, 50.0, 66.0]]])
+    labels = torch.tensor([[1, 0, 1]])
+    print("torch %s, %d threads, config %s" % (torch.__version__, torch.get_num_threads(), args.config))
+    with torch.inference_mode():
+        emb_official = official.image_encoder(x)
+        emb_ours = ours.image_encoder(x)
+        mask = _decode(ours, emb_ours, coords[:, :1], labels[:, :1], None)
+        print("parity: encoder rel. error %.2e, decoder rel. error %.2e" % (
+            relative_error(emb_ours, emb_official),
+            relative_error(_decode(ours, emb_ours, coords, labels, mask),
+                           _decode(official, emb_ours, coords, labels, mask))))
+        enc_official, mem_official = timed(lambda: official.image_encoder(x), args.repeats)
+        enc_ours, mem_ours = timed(lambda: ours.image_encoder(x), args.repeats)
+        ref_official, _ = timed(lambda: _decode(official, emb_ours, coords, labels, mask), 20)
+        ref_ours, mem_dec = timed(lambda: _decode(ours, emb_ours, coords, labels, mask), 20)
+    print("encoder: official %.2f s, sammed3d %.2f s -> speed-up %.1fx" % (enc_official, enc_ours, enc_official / enc_ours))
+    print("encoder peak memory above baseline: official %.0f MiB, sammed3d %.0f MiB" % (mem_official, mem_ours))
+    print("refinement (prompt encoder + decoder, 3 points + mask prompt): official %.1f ms, sammed3d %.1f ms (%.1fx)"
+          % (ref_official * 1e3, ref_ours * 1e3, ref_official / ref_ours))
+    print("refinement peak memory above baseline: %.0f MiB" % mem_dec)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("section", choices=["model", "pipeline"])
+    parser.add_argument("--config", default="vit_b", choices=["vit_b", "tiny"])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    if args.section == "model":
+        bench_model(args)
+    else:
+        from benchmark_pipeline import bench_pipeline
+
+        bench_pipeline(args)
+
+
+if __name__ == "__main__":
+    main()
