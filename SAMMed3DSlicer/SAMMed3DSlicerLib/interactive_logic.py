@@ -21,6 +21,14 @@ from .segment_io import read_segment_in_volume_grid, write_mask_to_segment
 from .volume_conversion import volume_to_sitk
 
 
+def session_order(clicks: List[Click]) -> list:
+    """(RAS, positive) pairs for the session, the first positive click first (it centres the model's ROI), the
+    others in the order they were placed, as `sammed3d segment` does. Appending a click keeps it an append."""
+    pairs = [(click.ras, click.positive) for click in clicks]
+    first = next((index for index, (_, positive) in enumerate(pairs) if positive), 0)
+    return [pairs[first]] + pairs[:first] + pairs[first + 1:] if pairs else pairs
+
+
 class SegmentUpdate(object):
     """What one ``segment`` call did: the segment, the number of clicks, the timings in seconds."""
 
@@ -59,11 +67,14 @@ class InteractiveSegmentationLogic(object):
 
     checkpoint: "turbo" (the official SAM-Med3D-turbo weights, downloaded once) or a local weights file;
     device: "auto", "cpu", "cuda", ... The model is loaded on first use (or by :meth:`load_model`).
+    session_options: passed to :class:`sammed3d.session.InteractiveSession` (e.g. ``max_rois=1`` for the official
+    single 128^3 ROI, ``mapping="official"``, ``precision="bf16"``).
     """
 
-    def __init__(self, checkpoint: str = "turbo", device: str = "auto"):
+    def __init__(self, checkpoint: str = "turbo", device: str = "auto", **session_options):
         self.checkpoint = checkpoint
         self.device = device
+        self.session_options = session_options
         self._model = None
         self._model_lock = threading.Lock()
         self._images = {}  # volume node ID -> (image data MTime, SimpleITK image)
@@ -114,7 +125,7 @@ class InteractiveSegmentationLogic(object):
             from sammed3d.session import InteractiveSession
 
             seed = read_segment_in_volume_grid(segmentation_node, segment_id, volume_node)
-            session = InteractiveSession(self.load_model(), image)
+            session = InteractiveSession(self.load_model(), image, **self.session_options)
             if seed is not None:
                 session.seed(seed)
             state = self._states[key] = _SegmentState(session, seed)
@@ -159,7 +170,7 @@ class InteractiveSegmentationLogic(object):
             return state.seed
         if not any(click.positive for click in request.clicks) and state.seed is None:
             raise PromptError("Place at least one positive point (inside the structure) first.")
-        return state.session.set_clicks([(click.ras, click.positive) for click in request.clicks])
+        return state.session.set_clicks(session_order(request.clicks))
 
     def apply(self, request: Request, mask, volume_node, segmentation_node) -> SegmentUpdate:
         """Write the mask into the request's segment (only that one). Main thread (writes MRML)."""
