@@ -182,3 +182,20 @@ def test_existing_segment_content_seeds_the_session_and_reset_restores_it(tiny_c
     logic.reset(volume, segmentation, other, positive, negative)
     restored = read_segment_in_volume_grid(segmentation, other, volume)
     assert np.array_equal(sitk.GetArrayFromImage(restored), sitk.GetArrayFromImage(original))
+
+
+def test_logic_on_the_bundled_ct_without_shared_data(tiny_checkpoint, ct_3mm_path):
+    image = sitk.ReadImage(str(ct_3mm_path))
+    scene = new_scene()
+    volume = volume_node_from_sitk(scene, image, "CT 3 mm")
+    volume.SetAndObserveTransformNodeID(linear_transform_node(scene, (0, 30, -10), (-12, 5, 20)).GetID())
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    segmentation.SetAndObserveTransformNodeID(linear_transform_node(scene, (15, 0, 0), (3, 3, 3)).GetID())
+    target = segmentation.GetSegmentation().AddEmptySegment("target")
+    positive, negative = prompt_nodes(segmentation, target)
+    click = place(positive, volume, (15, 50, 60))
+    logic = InteractiveSegmentationLogic(checkpoint=tiny_checkpoint, device="cpu", **SESSION)
+    logic.segment(volume, segmentation, target, positive, negative)
+    ours = sitk.GetArrayFromImage(read_segment_in_volume_grid(segmentation, target, volume))
+    expected = reference_mask(tiny_checkpoint, image, [(click, True)])
+    assert expected.any() and dice(ours, expected) >= 0.98
