@@ -152,3 +152,15 @@ def test_mrml_logic_needs_no_qt_and_no_slicer_application():
                 assert node.module not in forbidden_modules, path
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "slicer":
                 assert node.attr not in ("app", "modules", "util", "mrmlScene"), "%s uses slicer.%s" % (path, node.attr)
+
+
+def test_the_mrml_logic_imports_without_torch():
+    """Slicer must be able to load the module before torch is installed (the first-run install dialog needs it)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.path.insert(0, %r); import SAMMed3DSlicerLib.interactive_logic, "
+            "SAMMed3DSlicerLib.background, SAMMed3DSlicerLib.dependencies, SAMMed3DSlicerLib.self_test_case; "
+            "assert 'torch' not in sys.modules, 'torch imported at module load'" % str(MODULE_DIR))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
