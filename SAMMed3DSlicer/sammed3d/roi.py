@@ -87,11 +87,12 @@ def official_grid(image, spacing: float = ROI_SPACING) -> OfficialGrid:
     """The grid of torchio ``Resample(spacing)`` + ``ToCanonical`` applied to ``image`` (sitk image or geometry)."""
     geo = image if isinstance(image, SourceGeometry) else SourceGeometry.of(image)
     size = np.asarray(geo.size, dtype=float)
-    old_spacing = np.asarray(geo.spacing, dtype=float)
+    affine_ras = geo.affine
+    # Spacing as torchio sees it (column norms of the affine), so floor() agrees even in borderline cases.
+    old_spacing = np.sqrt(np.sum(affine_ras[:3, :3] * affine_ras[:3, :3], axis=0))
     new_size = np.floor(size * old_spacing / spacing)  # as torchio: never extends the field of view
     new_size[size == 1] = 1
     new_size = np.maximum(new_size, 1).astype(int)
-    affine_ras = geo.affine
     centre = (geometry.apply_affine(affine_ras, np.zeros(3)) + geometry.apply_affine(affine_ras, size - 1)) / 2
     direction = geometry.LPS_TO_RAS @ np.asarray(geo.direction, dtype=float).reshape(3, 3)
     ras_axis, sign = geometry.closest_canonical_axes(direction)
@@ -238,7 +239,9 @@ def extract_roi(image: sitk.Image, center_ras, size: int = ROI_SIZE, spacing: fl
         raise PromptError("point R=%.1f A=%.1f S=%.1f mm is outside the image" % tuple(center))
     grid = official_grid(image, spacing)
     grid_index = geometry.apply_affine(np.linalg.inv(grid.affine), center)
-    nearest = np.clip(np.floor(grid_index + 0.5), 0, np.asarray(grid.size) - 1).astype(int)
+    # Nearest grid voxel; exact ties go up, as CropOrPad does for a target mask symmetric about the click
+    # (its ROI centre voxel is ceil((first + last) / 2) of the mask's bounding box).
+    nearest = np.clip(np.floor(grid_index + (0.5 + 1e-6)), 0, np.asarray(grid.size) - 1).astype(int)
     start = nearest - size // 2  # torchio CropOrPad around a one-voxel mask at `nearest`, even or odd size
     affine = grid.affine.copy()
     affine[:3, 3] = geometry.apply_affine(grid.affine, start.astype(float))
