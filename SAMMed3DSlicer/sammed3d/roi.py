@@ -7,8 +7,9 @@ with the mean and std of the voxels > 0. :func:`extract_roi` reproduces that res
 
 * It computes the official 1.5 mm grid analytically (:func:`official_grid`) and places the ROI on it, so ROI voxel
   centres coincide with the official ones (same axes, same spacing, same phase; oblique images stay oblique exactly
-  as after ``ToCanonical``). The target is the official grid voxel nearest to the click; as ``CropOrPad`` does for
-  a one-voxel mask, that voxel becomes ROI index ``size // 2`` (64) on every axis.
+  as after ``ToCanonical``). The target is the official grid voxel nearest to the click (exact ties round up, as
+  ``CropOrPad`` centres a mask symmetric about the click); as ``CropOrPad`` does for a one-voxel mask, that voxel
+  becomes ROI index ``size // 2`` (64) on every axis, so the click is within half a voxel of the ROI centre.
 * Only the ROI's 128^3 points are interpolated (SimpleITK linear, from the original image). Points outside the
   official resampled grid are 0, as the official padding. The values inside equal the official ones up to float
   rounding, since both are linear interpolations of the same image at the same points.
