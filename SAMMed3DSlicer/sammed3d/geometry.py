@@ -12,8 +12,8 @@ Conventions used everywhere in ``sammed3d``:
 * **NumPy arrays from ``SimpleITK.GetArrayFromImage`` are indexed [k, j, i]** (reversed). :class:`Region` and the
   mapping code follow this: region index/size are in (i, j, k) order, sub-arrays in [k, j, i] order.
 * **ROI arrays (model input) are indexed [a0, a1, a2] with axes running toward R, A, S** (RAS canonical, exactly
-  as torchio ``ToCanonical`` / nibabel ``as_closest_canonical``: each image axis is assigned, in order, to the RAS
-  axis it is most parallel to, flipped if it points the other way; an oblique image keeps its obliquity).
+  as torchio ``ToCanonical`` / nibabel ``as_closest_canonical``: each image axis is assigned to the RAS axis it is
+  most parallel to, flipped if it points the other way; an oblique image keeps its obliquity).
   ``Roi.image[0, 0, a0, a1, a2]``.
 * **Model point coordinates are float voxel indices (a0, a1, a2) along the ROI axes 0, 1, 2.**
 * **Affines are 4x4 matrices mapping an index (homogeneous column vector) to RAS mm** (nibabel/torchio convention).
@@ -112,16 +112,19 @@ def inside_index_bounds(indices, size: Sequence[int], margin: float = 0.5) -> np
 
 
 def closest_canonical_axes(direction_ras) -> Tuple[np.ndarray, np.ndarray]:
-    """Assign each image axis to the RAS axis it is most parallel to, as nibabel's ``io_orientation``.
+    """Assign each image axis to the RAS axis it is most parallel to, as nibabel's ``io_orientation`` (5.x).
 
-    ``direction_ras`` is a 3x3 matrix whose columns are the RAS unit vectors of the image axes. Axes are taken in
-    order 0, 1, 2; each picks the largest-magnitude remaining RAS component (ties go to the lower RAS axis).
-    Returns ``(ras_axis, sign)``: image axis ``n`` runs along RAS axis ``ras_axis[n]``, in direction ``sign[n]``.
+    ``direction_ras`` is a 3x3 matrix whose columns are the RAS unit vectors of the image axes. Axes are assigned
+    from the most to the least aligned one (largest absolute component first, stable on ties); each takes the
+    largest-magnitude RAS component not yet taken. Only strongly oblique (about 45 degree) images depend on this
+    order. Returns ``(ras_axis, sign)``: image axis ``n`` runs along RAS axis ``ras_axis[n]``, in direction
+    ``sign[n]``.
     """
     remaining = np.array(direction_ras, dtype=np.float64).reshape(3, 3).copy()
     ras_axis = np.zeros(3, dtype=int)
     sign = np.ones(3, dtype=int)
-    for axis in range(3):
+    order = np.argsort(-np.max(remaining ** 2, axis=0), kind="stable")
+    for axis in order:
         column = remaining[:, axis]
         target = int(np.argmax(np.abs(column)))
         if column[target] == 0:

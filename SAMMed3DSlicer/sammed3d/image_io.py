@@ -1,8 +1,12 @@
 """Read and validate 3D images (files or DICOM series folders) and write images atomically."""
 from __future__ import annotations
 
+import gzip
 import os
+import re
+import struct
 import tempfile
+import zlib
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -23,13 +27,13 @@ WRITE_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".mha")
 def _first_line(error: Exception) -> str:
     """A short, single-line summary of an ITK/OS error (ITK messages span several lines with source paths)."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    for line in lines:
-        if "Description:" in line:
-            return line.split("Description:", 1)[1].strip()
-    for line in lines:
-        if not line.startswith(("/", "sitk::", "Exception thrown", "itk::")):
-            return line[:200]
-    return lines[0][:200] if lines else type(error).__name__
+    lines = [line for line in lines if not line.startswith("Exception thrown in SimpleITK")]
+    lines = [re.sub(r"^(sitk::ERROR:|ITK ERROR:)\s*(\w+\(0x[0-9a-fA-F]+\):\s*)?", "", line) for line in lines]
+    details = [line for line in lines if line.startswith("[nrrd]") and "trouble" not in line]
+    message = details[-1] if details else (lines[0] if lines else type(error).__name__)
+    if message.startswith("Unable to determine ImageIO reader"):
+        message = "not a readable image file (unknown format or corrupt header)"
+    return message[:200]
 
 
 def _describe(image: sitk.Image) -> str:
@@ -88,6 +92,58 @@ def _read_dicom_folder(folder: Path) -> sitk.Image:
         raise InputImageError("cannot read DICOM series in %s: %s" % (folder, _first_line(error))) from None
 
 
+def _nifti_expected_bytes(header: bytes) -> Optional[int]:
+    """Header + voxel bytes a NIfTI-1/2 file must hold, or None if the header is not recognised."""
+    for endian in "<>":
+        if len(header) >= 348 and struct.unpack(endian + "i", header[:4])[0] == 348:
+            dims = struct.unpack(endian + "8h", header[40:56])
+            bitpix = struct.unpack(endian + "h", header[72:74])[0]
+            offset = int(struct.unpack(endian + "f", header[108:112])[0])
+            break
+        if len(header) >= 540 and struct.unpack(endian + "i", header[:4])[0] == 540:
+            dims = struct.unpack(endian + "8q", header[16:80])
+            bitpix = struct.unpack(endian + "h", header[14:16])[0]
+            offset = struct.unpack(endian + "q", header[168:176])[0]
+            break
+    else:
+        return None
+    if not 1 <= dims[0] <= 7 or bitpix <= 0:
+        return None
+    return max(offset, 352) + int(np.prod([max(int(n), 1) for n in dims[1:dims[0] + 1]])) * bitpix // 8
+
+
+def _check_nifti_complete(path: Path) -> None:
+    """ITK reads truncated NIfTI files without complaint (missing voxels become 0): detect that here.
+
+    Uncompressed: compare the file size. Gzipped: the gzip trailer holds the uncompressed size (mod 2^32); only
+    when it disagrees (a truncated or multi-member file) is the stream decompressed to count its bytes.
+    """
+    name = path.name.lower()
+    if not name.endswith((".nii", ".nii.gz")):
+        return
+    compressed = name.endswith(".gz")
+    try:
+        with (gzip.open(path, "rb") if compressed else open(path, "rb")) as handle:
+            expected = _nifti_expected_bytes(handle.read(540))
+        if expected is None:
+            return
+        if not compressed:
+            actual = path.stat().st_size
+        else:
+            with open(path, "rb") as handle:
+                handle.seek(-4, os.SEEK_END)
+                actual = struct.unpack("<I", handle.read(4))[0]
+            if actual != expected % 2 ** 32:
+                actual = 0
+                with gzip.open(path, "rb") as handle:
+                    for block in iter(lambda: handle.read(1 << 22), b""):
+                        actual += len(block)
+    except (OSError, EOFError, zlib.error) as error:
+        raise InputImageError("image %s is corrupt or truncated: %s" % (path, _first_line(error))) from None
+    if actual < expected:
+        raise InputImageError("image %s is truncated: %d of %d bytes" % (path, actual, expected))
+
+
 def read_image(path) -> sitk.Image:
     """Read a 3D image from a file (NIfTI, NRRD, MHA, ... anything ITK reads) or a DICOM series folder.
 
@@ -104,6 +160,7 @@ def read_image(path) -> sitk.Image:
             image = sitk.ReadImage(str(path))
         except RuntimeError as error:
             raise InputImageError("cannot read image %s: %s" % (path, _first_line(error))) from None
+        _check_nifti_complete(path)
     return validate_image(image, name="image %s" % path.name)
 
 

@@ -7,8 +7,9 @@ with the mean and std of the voxels > 0. :func:`extract_roi` reproduces that res
 
 * It computes the official 1.5 mm grid analytically (:func:`official_grid`) and places the ROI on it, so ROI voxel
   centres coincide with the official ones (same axes, same spacing, same phase; oblique images stay oblique exactly
-  as after ``ToCanonical``). The target is the official grid voxel nearest to the click; as ``CropOrPad`` does for
-  a one-voxel mask, that voxel becomes ROI index ``size // 2`` (64) on every axis.
+  as after ``ToCanonical``). The target is the official grid voxel nearest to the click (exact ties round up, as
+  ``CropOrPad`` centres a mask symmetric about the click); as ``CropOrPad`` does for a one-voxel mask, that voxel
+  becomes ROI index ``size // 2`` (64) on every axis, so the click is within half a voxel of the ROI centre.
 * Only the ROI's 128^3 points are interpolated (SimpleITK linear, from the original image). Points outside the
   official resampled grid are 0, as the official padding. The values inside equal the official ones up to float
   rounding, since both are linear interpolations of the same image at the same points.
@@ -87,11 +88,12 @@ def official_grid(image, spacing: float = ROI_SPACING) -> OfficialGrid:
     """The grid of torchio ``Resample(spacing)`` + ``ToCanonical`` applied to ``image`` (sitk image or geometry)."""
     geo = image if isinstance(image, SourceGeometry) else SourceGeometry.of(image)
     size = np.asarray(geo.size, dtype=float)
-    old_spacing = np.asarray(geo.spacing, dtype=float)
+    affine_ras = geo.affine
+    # Spacing as torchio sees it (column norms of the affine), so floor() agrees even in borderline cases.
+    old_spacing = np.sqrt(np.sum(affine_ras[:3, :3] * affine_ras[:3, :3], axis=0))
     new_size = np.floor(size * old_spacing / spacing)  # as torchio: never extends the field of view
     new_size[size == 1] = 1
     new_size = np.maximum(new_size, 1).astype(int)
-    affine_ras = geo.affine
     centre = (geometry.apply_affine(affine_ras, np.zeros(3)) + geometry.apply_affine(affine_ras, size - 1)) / 2
     direction = geometry.LPS_TO_RAS @ np.asarray(geo.direction, dtype=float).reshape(3, 3)
     ras_axis, sign = geometry.closest_canonical_axes(direction)
@@ -238,7 +240,9 @@ def extract_roi(image: sitk.Image, center_ras, size: int = ROI_SIZE, spacing: fl
         raise PromptError("point R=%.1f A=%.1f S=%.1f mm is outside the image" % tuple(center))
     grid = official_grid(image, spacing)
     grid_index = geometry.apply_affine(np.linalg.inv(grid.affine), center)
-    nearest = np.clip(np.floor(grid_index + 0.5), 0, np.asarray(grid.size) - 1).astype(int)
+    # Nearest grid voxel; exact ties go up, as CropOrPad does for a target mask symmetric about the click
+    # (its ROI centre voxel is ceil((first + last) / 2) of the mask's bounding box).
+    nearest = np.clip(np.floor(grid_index + (0.5 + 1e-6)), 0, np.asarray(grid.size) - 1).astype(int)
     start = nearest - size // 2  # torchio CropOrPad around a one-voxel mask at `nearest`, even or odd size
     affine = grid.affine.copy()
     affine[:3, 3] = geometry.apply_affine(grid.affine, start.astype(float))
