@@ -31,12 +31,11 @@ def dice(a, b) -> float:
 
 class ThresholdModel(nn.Module):
     """A transparent stand-in for the network with the same encode/decode interface, for testing the session's
-    ROI tiling: it segments the voxels connected to the positive points whose intensity is within `band` of the
-    first positive point's, at the 32^3 low-res resolution. Deterministic and exact on a clean bright object."""
+    ROI tiling: at the 32^3 low-res resolution it segments the cells on the same side of the ROI's mid-intensity as
+    the first positive point's cell, connected to a positive point. Deterministic and exact on a bright object."""
 
-    def __init__(self, band: float = 0.5):
+    def __init__(self):
         super().__init__()
-        self.band = band
         self.register_buffer("anchor", torch.zeros(1))
         self.encode_calls = 0
 
@@ -50,12 +49,12 @@ class ThresholdModel(nn.Module):
 
     def decode(self, embedding, coords, labels, mask_logits=None):
         low = embedding[0, 0].numpy()
-        seeds = [np.clip((c / 4).astype(int), 0, 31) for c, l in zip(coords[0].numpy(), labels[0].numpy()) if l == 1]
+        seeds = [tuple(np.clip((c / 4).astype(int), 0, 31)) for c, l in zip(coords[0].numpy(), labels[0].numpy())
+                 if l == 1]
         out = np.zeros(low.shape, dtype=bool)
         if seeds:
-            value = low[tuple(seeds[0])]
-            band = (np.abs(low - value) <= self.band).astype(np.uint8)
-            components = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(band)))
-            ids = {components[tuple(s)] for s in seeds if band[tuple(s)]}
-            out = np.isin(components, list(ids - {0}))
+            middle = (low.min() + low.max()) / 2
+            side = (low > middle) == (low[seeds[0]] > middle)
+            components = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(side.astype(np.uint8))))
+            out = np.isin(components, [components[s] for s in seeds if side[s]])
         return torch.from_numpy(np.where(out, 10.0, -10.0).astype(np.float32))[None, None]
