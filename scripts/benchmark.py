@@ -4,6 +4,7 @@
     python scripts/benchmark.py model      # encoder speed-up, encoder seconds, refinement ms, peak memory
     python scripts/benchmark.py precision  # error of bf16 (CPU, CUDA) / fp16 (CUDA) autocast vs fp32
     python scripts/benchmark.py pipeline   # end-to-end first click and refinement on the shared DICOM CT
+                                           # (--mapping official: the official nearest-neighbour mapping)
 
 Needs the test extra (`pip install -e ".[test]"`). Prints ratios; no thresholds are asserted here.
 """
@@ -19,6 +20,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "SAMMed3DSlicer"))
 sys.path.insert(0, str(REPO / "Testing"))
+sys.path.insert(0, str(REPO / "scripts"))
 
 
 class PeakMemory:
@@ -142,6 +144,8 @@ def main():
     parser.add_argument("section", choices=["model", "precision", "pipeline"])
     parser.add_argument("--config", default="vit_b", choices=["vit_b", "tiny"])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--mapping", default="linear", choices=["linear", "official"],
+                        help="pipeline: sammed3d's mapping back to the original grid (default: linear)")
     args = parser.parse_args()
     if args.section == "model":
         bench_model(args)
