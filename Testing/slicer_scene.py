@@ -6,6 +6,7 @@ from vtk.util import numpy_support
 
 import slicer
 
+from SAMMed3DSlicerLib.segment_io import write_mask_to_segment as _write_mask_to_segment
 from SAMMed3DSlicerLib.volume_conversion import ijk_to_ras_from_sitk, numpy_to_matrix, volume_ijk_to_ras
 
 
@@ -97,3 +98,34 @@ def read_dicom_series(folder):
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
     return reader.Execute()
+
+
+def build_scene(image):
+    scene = new_scene()
+    volume = volume_node_from_sitk(scene, image, "CT")
+    volume.SetAndObserveTransformNodeID(linear_transform_node(scene, (20, -8, 12), (15, -30, 40)).GetID())
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    segmentation.CreateDefaultDisplayNodes()
+    segmentation.SetAndObserveTransformNodeID(linear_transform_node(scene, (-6, 10, 25), (-20, 8, 3)).GetID())
+    other = segmentation.GetSegmentation().AddEmptySegment("other")
+    other_mask = np.zeros(sitk.GetArrayViewFromImage(image).shape, np.uint8)
+    other_mask[5:15, 200:300, 180:330] = 1  # overlaps where we click
+    other_image = sitk.GetImageFromArray(other_mask)
+    other_image.CopyInformation(image)
+    _write_mask_to_segment(other_image, volume, segmentation, other)
+    target = segmentation.GetSegmentation().AddEmptySegment("target")
+    return scene, volume, segmentation, other, target
+
+
+def internal_voxels(segmentation, segment_id):
+    segment = segmentation.GetSegmentation().GetSegment(segment_id)
+    labelmap = segment.GetRepresentation(slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName())
+    voxels = vtk.util.numpy_support.vtk_to_numpy(labelmap.GetPointData().GetScalars())
+    return labelmap.GetExtent(), (voxels == segment.GetLabelValue()).copy()
+
+
+def place(node, volume, kji):
+    """Add a control point at the world position of a voxel centre of ``volume``; returns its local RAS."""
+    local = voxel_centres_local(volume, [kji])[0]
+    node.AddControlPointWorld(vtk.vtkVector3d(*to_world(volume, local)[0]))
+    return tuple(local)

@@ -89,7 +89,6 @@ def test_summary_means_per_label_and_overall(tmp_path):
 
 
 def test_plot_is_written(tmp_path):
-    pytest.importorskip("matplotlib")
     table = MetricsCsv(str(tmp_path / "metrics.csv"))
     fill(table)
     path = str(tmp_path / "dice_vs_clicks.png")

@@ -1,5 +1,4 @@
 """extract_roi against a torchio re-creation of the official preprocessing, and its edge cases."""
-import time
 
 import numpy as np
 import pytest
@@ -171,15 +170,3 @@ def test_non_finite_voxels_are_treated_as_zero():
     roi_clean = extract_roi(sitk_image_from_array(clean, *args), click)
     assert np.all(np.isfinite(roi_dirty.image.numpy()))
     np.testing.assert_allclose(roi_dirty.image.numpy(), roi_clean.image.numpy(), atol=1e-5)
-
-
-def test_extract_roi_is_fast_on_a_large_slice_grid():
-    image = sitk.Image([512, 512, 20], sitk.sitkInt16)
-    image.SetSpacing((0.9765625, 0.9765625, 2.0))
-    sitk.GetArrayViewFromImage(image)  # materialise the buffer outside the timing
-    click = geometry.index_to_ras(image, [256, 256, 10])
-    extract_roi(image, click)  # warm-up
-    start = time.perf_counter()
-    extract_roi(image, click)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 0.5, "extract_roi took %.3f s" % elapsed  # ~30 ms here; generous for a shared CI machine

@@ -5,6 +5,7 @@
     python scripts/benchmark.py precision  # error of bf16 (CPU, CUDA) / fp16 (CUDA) autocast vs fp32
     python scripts/benchmark.py pipeline   # end-to-end first click and refinement on the shared DICOM CT
                                            # (--mapping official: the official nearest-neighbour mapping)
+    python scripts/benchmark.py slicer     # the Slicer logic on real MRML: first and refinement clicks
 
 Needs the test extra (`pip install -e ".[test]"`). Prints ratios; no thresholds are asserted here.
 """
@@ -139,9 +140,45 @@ def bench_precision(args):
                     agree))
 
 
+def bench_slicer(args):
+    """Refinement clicks through the Slicer logic on real MRML (slicer-core): the DICOM CT under a rotated parent
+    transform, a segmentation under another one holding another segment, clicks in world coordinates."""
+    from sammed3d.model import build_sam_med3d
+    from sammed3d.model.config import SamMed3DConfig
+    from sammed3d.weights import write_safetensors
+    from SAMMed3DSlicerLib import InteractiveSegmentationLogic
+    from SAMMed3DSlicerLib.prompt_nodes import prompt_nodes
+    from slicer_scene import build_scene, place, read_dicom_series
+    import tempfile
+
+    folder = REPO.parent / "shared" / "data" / "ct_abdomen_dicom" / "dicom"
+    image = read_dicom_series(folder)
+    scene, volume, segmentation, other, target = build_scene(image)
+    positive, negative = prompt_nodes(segmentation, target)
+    with tempfile.TemporaryDirectory() as tmp:
+        from oracle import randomize_
+
+        checkpoint = write_safetensors(randomize_(build_sam_med3d(SamMed3DConfig.named(args.config)), 0).state_dict(),
+                                       Path(tmp) / "weights.safetensors")
+        logic = InteractiveSegmentationLogic(checkpoint=str(checkpoint), device="cpu")
+        place(positive, volume, (10, 250, 260))
+        start = time.perf_counter()
+        first = logic.segment(volume, segmentation, target, positive, negative)
+        print("first click: %.2f s (%s)" % (time.perf_counter() - start, _parts(first.timings)))
+        for node, kji in ((negative, (10, 270, 300)), (positive, (9, 240, 250)), (positive, (11, 262, 270))):
+            place(node, volume, kji)
+            start = time.perf_counter()
+            update = logic.segment(volume, segmentation, target, positive, negative)
+            print("refinement click: %.3f s (%s)" % (time.perf_counter() - start, _parts(update.timings)))
+
+
+def _parts(timings):
+    return ", ".join("%s %.3f s" % kv for kv in sorted(timings.items()))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("section", choices=["model", "precision", "pipeline"])
+    parser.add_argument("section", choices=["model", "precision", "pipeline", "slicer"])
     parser.add_argument("--config", default="vit_b", choices=["vit_b", "tiny"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--mapping", default="linear", choices=["linear", "official"],
@@ -151,6 +188,9 @@ def main():
         bench_model(args)
     elif args.section == "precision":
         bench_precision(args)
+    elif args.section == "slicer":
+        sys.path.insert(0, str(REPO / "SAMMed3DSlicer"))
+        bench_slicer(args)
     else:
         from benchmark_pipeline import bench_pipeline
 
