@@ -52,3 +52,15 @@ def as_double(model: torch.nn.Module) -> torch.nn.Module:
 def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
     """max |actual - expected| / max |expected|: the parity measure of the issue."""
     return float((actual.double() - expected.double()).abs().max() / expected.double().abs().max())
+
+
+def official_decode(model, embedding, coords, labels, mask=None):
+    """(low-res logits, IoU) through the official call signatures: prompt encoder, then mask decoder, one mask."""
+    sparse, dense = model.prompt_encoder(points=(coords, labels), boxes=None, masks=mask)
+    return model.mask_decoder(
+        image_embeddings=embedding,
+        image_pe=model.prompt_encoder.get_dense_pe(),
+        sparse_prompt_embeddings=sparse,
+        dense_prompt_embeddings=dense,
+        multimask_output=False,
+    )

@@ -8,7 +8,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from oracle import official_model, randomize_
+from oracle import official_decode, official_model, randomize_
 from sammed3d.cli import main
 from sammed3d.mapping import map_logits
 from sammed3d.markups import read_markups_clicks
@@ -38,11 +38,7 @@ def _official_mask(official, image, point):
     with torch.inference_mode():
         embedding = official.image_encoder(roi.image)
         coords = torch.tensor(roi.ras_to_index(point), dtype=torch.float32)[None, None]
-        sparse, dense = official.prompt_encoder(points=(coords, torch.tensor([[1]])), boxes=None,
-                                                masks=torch.zeros(1, 1, 32, 32, 32))
-        logits, _ = official.mask_decoder(image_embeddings=embedding, image_pe=official.prompt_encoder.get_dense_pe(),
-                                          sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
-                                          multimask_output=False)
+        logits, _ = official_decode(official, embedding, coords, torch.tensor([[1]]), torch.zeros(1, 1, 32, 32, 32))
     return sitk.GetArrayFromImage(map_logits(roi, logits, "official").to_image())
 
 

@@ -6,7 +6,7 @@ Acceptance: max abs error <= 1e-3 of the output's max magnitude in fp32 on the C
 import pytest
 import torch
 
-from oracle import as_double, paired_models, relative_error
+from oracle import as_double, official_decode, paired_models, relative_error
 from sammed3d.model import SamMed3DConfig, config_from_state_dict
 
 TINY = SamMed3DConfig.named("tiny")
@@ -23,17 +23,6 @@ def _prompts(seed: int, batch: int = 1):
     labels = torch.tensor([[1, 0, 1, 0]] * batch)
     previous_mask = torch.randn(batch, 1, 32, 32, 32, generator=generator) * 3  # non-zero previous logits
     return coords, labels, previous_mask
-
-
-def _decode(model, embedding, coords, labels, mask):
-    sparse, dense = model.prompt_encoder(points=(coords, labels), boxes=None, masks=mask)
-    return model.mask_decoder(
-        image_embeddings=embedding,
-        image_pe=model.prompt_encoder.get_dense_pe(),
-        sparse_prompt_embeddings=sparse,
-        dense_prompt_embeddings=dense,
-        multimask_output=False,
-    )
 
 
 @pytest.mark.parametrize("scale", [0.02, 0.1, 0.5])
@@ -78,8 +67,8 @@ def test_tiny_prompt_encoder_and_decoder_match_official(batch):
             sparse, dense = ours.prompt_encoder(points=(coords, labels), boxes=None, masks=mask)
             assert relative_error(sparse, sparse_ref) <= 1e-6
             assert relative_error(dense, dense_ref) <= 1e-6
-            logits_ref, iou_ref = _decode(official, embedding, coords, labels, mask)
-            logits, iou = _decode(ours, embedding, coords, labels, mask)
+            logits_ref, iou_ref = official_decode(official, embedding, coords, labels, mask)
+            logits, iou = official_decode(ours, embedding, coords, labels, mask)
             assert logits.shape == logits_ref.shape == (batch, 1, 32, 32, 32)
             assert relative_error(logits, logits_ref) <= 1e-3
             assert relative_error(iou, iou_ref) <= 1e-3
@@ -93,13 +82,13 @@ def test_tiny_end_to_end_click_then_refinement():
     coords = torch.tensor([[[64.0, 60.0, 70.0]], [[64.0, 60.0, 70.0]]])[:1]
     with torch.inference_mode():
         emb_ref, emb = official.image_encoder(x), ours.image_encoder(x)
-        first_ref, _ = _decode(official, emb_ref, coords, torch.tensor([[1]]), None)
-        first, _ = _decode(ours, emb, coords, torch.tensor([[1]]), None)
+        first_ref, _ = official_decode(official, emb_ref, coords, torch.tensor([[1]]), None)
+        first, _ = official_decode(ours, emb, coords, torch.tensor([[1]]), None)
         assert relative_error(first, first_ref) <= 1e-3
         coords2 = torch.cat([coords, torch.tensor([[[30.0, 90.0, 50.0]]])], dim=1)
         labels2 = torch.tensor([[1, 0]])
-        second_ref, _ = _decode(official, emb_ref, coords2, labels2, first_ref)
-        second, _ = _decode(ours, emb, coords2, labels2, first)
+        second_ref, _ = official_decode(official, emb_ref, coords2, labels2, first_ref)
+        second, _ = official_decode(ours, emb, coords2, labels2, first)
         assert relative_error(second, second_ref) <= 1e-3
         assert torch.equal(ours.decode(emb, coords2, labels2, first), second)
 
@@ -123,6 +112,6 @@ def test_full_model_matches_official():
     with torch.inference_mode():
         expected, actual = official.image_encoder(x), ours.image_encoder(x)
         assert relative_error(actual, expected) <= 1e-3
-        logits_ref, _ = _decode(official, expected, coords, labels, previous_mask)
-        logits, _ = _decode(ours, expected, coords, labels, previous_mask)
+        logits_ref, _ = official_decode(official, expected, coords, labels, previous_mask)
+        logits, _ = official_decode(ours, expected, coords, labels, previous_mask)
         assert relative_error(logits, logits_ref) <= 1e-3

@@ -4,7 +4,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from oracle import official_model, randomize_
+from oracle import official_decode, official_model, randomize_
 from sammed3d.errors import PromptError
 from sammed3d.mapping import map_logits
 from sammed3d.model import SamMed3DConfig
@@ -66,10 +66,7 @@ def test_session_follows_the_official_protocol(ct):
         for n in range(1, len(clicks) + 1):
             coords = torch.tensor(np.array([roi.ras_to_index(p) for p, _ in clicks[:n]]), dtype=torch.float32)[None]
             lab = torch.tensor([[int(pos) for _, pos in clicks[:n]]])
-            sparse, dense = official.prompt_encoder(points=(coords, lab), boxes=None, masks=logits)
-            logits, _ = official.mask_decoder(image_embeddings=embedding, image_pe=official.prompt_encoder.get_dense_pe(),
-                                              sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
-                                              multimask_output=False)
+            logits, _ = official_decode(official, embedding, coords, lab, logits)
             expected = map_logits(roi, logits, "official").to_image()
             actual = session.add_point(*clicks[n - 1])
             assert dice(sitk.GetArrayFromImage(actual), sitk.GetArrayFromImage(expected)) >= 0.99

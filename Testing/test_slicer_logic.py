@@ -9,9 +9,7 @@ this scene is measured by `python scripts/benchmark.py slicer`, not asserted her
 import numpy as np
 import pytest
 import SimpleITK as sitk
-import vtk
 
-import slicer  # noqa: E402  (the slicer-core wheel, a test dependency)
 import torch  # noqa: E402
 
 import sammed3d.session as session_module  # noqa: E402
@@ -29,8 +27,6 @@ from slicer_scene import (  # noqa: E402
     linear_transform_node,
     new_scene,
     read_dicom_series,
-    to_world,
-    voxel_centres_local,
     volume_node_from_sitk,
 )
 

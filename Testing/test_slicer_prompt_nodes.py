@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-import slicer  # the slicer-core wheel (a test dependency)
 
 from SAMMed3DSlicerLib.prompt_nodes import NEGATIVE_COLOR, POSITIVE_COLOR, prompt_nodes, show_only_segment_prompts  # noqa: E402,E501
 from SAMMed3DSlicerLib.segment_io import write_mask_to_segment  # noqa: E402

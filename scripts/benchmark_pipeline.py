@@ -24,6 +24,7 @@ def _dice(a, b):
 
 def _official_click(official, image, point, previous_logits=None, clicks=None):
     """One official call: torchio ROI around `point`, encoder, decoder with all clicks, nearest mapping."""
+    from oracle import official_decode
     from torchio_oracle import official_roi
 
     array, affine, _ = official_roi(image, point, radius_mm=None)
@@ -33,18 +34,14 @@ def _official_click(official, image, point, previous_logits=None, clicks=None):
                           dtype=torch.float32)[None]
     labels = torch.tensor([[int(positive) for _, positive in clicks]])
     mask = previous_logits if previous_logits is not None else torch.zeros(1, 1, 32, 32, 32)
-    sparse, dense = official.prompt_encoder(points=(coords, labels), boxes=None, masks=mask)
-    logits, _ = official.mask_decoder(image_embeddings=embedding, image_pe=official.prompt_encoder.get_dense_pe(),
-                                      sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
-                                      multimask_output=False)
+    logits, _ = official_decode(official, embedding, coords, labels, mask)
     return embedding, logits
 
 
 def bench_pipeline(args):
-    from oracle import paired_models
+    from oracle import official_decode, paired_models
     from sammed3d.evaluation.datasets import load_label_in_image_grid
     from sammed3d.image_io import read_image
-    from sammed3d.mapping import map_logits
     from sammed3d.model import SamMed3DConfig
     from sammed3d.session import InteractiveSession
     from session_helpers import organ_point
@@ -84,11 +81,7 @@ def bench_pipeline(args):
         start = time.perf_counter()
         # official refinement: re-crop and re-encode are not needed by the official protocol either; only decode
         coords = torch.tensor(np.array([roi.ras_to_index(p) for p in (point, second[0])]), dtype=torch.float32)[None]
-        sparse, dense = official.prompt_encoder(points=(coords, torch.tensor([[1, 0]])), boxes=None, masks=logits)
-        logits2, _ = official.mask_decoder(image_embeddings=embedding,
-                                           image_pe=official.prompt_encoder.get_dense_pe(),
-                                           sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
-                                           multimask_output=False)
+        logits2, _ = official_decode(official, embedding, coords, torch.tensor([[1, 0]]), logits)
         official_refine_mask = official_mapping(roi, logits2, image)
         official_refine = time.perf_counter() - start
 
