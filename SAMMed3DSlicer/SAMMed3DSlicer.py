@@ -18,7 +18,7 @@ from slicer.util import VTKObservationMixin
 
 from SAMMed3DSlicerLib.background import BackgroundJobs
 from SAMMed3DSlicerLib.dependencies import missing_packages
-from SAMMed3DSlicerLib.interactive_logic import InteractiveSegmentationLogic
+from SAMMed3DSlicerLib.interactive_logic import LARGE_OBJECT_MAX_ROIS, InteractiveSegmentationLogic
 from SAMMed3DSlicerLib.prompt_nodes import prompt_nodes, show_only_segment_prompts
 
 SHORTCUTS = (
@@ -79,6 +79,8 @@ class SAMMed3DSlicerLogic(ScriptedLoadableModuleLogic):
             parameterNode.SetParameter("ModelSource", TURBO)
         if not parameterNode.GetParameter("Device"):
             parameterNode.SetParameter("Device", "auto")
+        if not parameterNode.GetParameter("FollowLargeObjects"):
+            parameterNode.SetParameter("FollowLargeObjects", "true")
 
     @staticmethod
     def checkpointFromParameters(parameterNode):
@@ -89,6 +91,10 @@ class SAMMed3DSlicerLogic(ScriptedLoadableModuleLogic):
 
     def setModelOptions(self, checkpoint, device):
         self.interactive.set_model_options(checkpoint or TURBO, device or "auto")
+
+    def setFollowLargeObjects(self, enabled):
+        """Follow structures beyond the 192 mm ROI into neighbour ROIs, or keep the official single ROI."""
+        self.interactive.set_max_rois(LARGE_OBJECT_MAX_ROIS if enabled else 1)
 
     def promptNodes(self, segmentationNode, segmentId):
         """(positive, negative) point lists of a segment, created on first use."""
@@ -188,6 +194,7 @@ class SAMMed3DSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.modelSelector.connect("currentIndexChanged(int)", self.updateParameterNodeFromGUI)
         self.ui.checkpointPathLineEdit.connect("currentPathChanged(QString)", self.updateParameterNodeFromGUI)
         self.ui.deviceSelector.connect("currentIndexChanged(int)", self.updateParameterNodeFromGUI)
+        self.ui.followLargeObjectsCheckBox.connect("toggled(bool)", self.updateParameterNodeFromGUI)
         self.ui.undoButton.connect("clicked()", self.onUndo)
         self.ui.redoButton.connect("clicked()", self.onRedo)
         self.ui.resetButton.connect("clicked()", self.onReset)
@@ -277,6 +284,8 @@ class SAMMed3DSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.checkpointPathLineEdit.currentPath = self._parameterNode.GetParameter("CheckpointPath")
             self.ui.deviceSelector.setCurrentIndex(max(0, self.ui.deviceSelector.findData(
                 self._parameterNode.GetParameter("Device"))))
+            self.ui.followLargeObjectsCheckBox.checked = (
+                self._parameterNode.GetParameter("FollowLargeObjects") != "false")
             ready = bool(volume and segmentation and segmentId)
             positive, negative = (prompt_nodes(segmentation, segmentId) if ready else (None, None))
             self.ui.positivePlaceWidget.setCurrentNode(positive)
@@ -306,6 +315,8 @@ class SAMMed3DSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNode.SetParameter("ModelSource", self.ui.modelSelector.currentData or TURBO)
             self._parameterNode.SetParameter("CheckpointPath", self.ui.checkpointPathLineEdit.currentPath or "")
             self._parameterNode.SetParameter("Device", self.ui.deviceSelector.currentData or "auto")
+            self._parameterNode.SetParameter(
+                "FollowLargeObjects", "true" if self.ui.followLargeObjectsCheckBox.checked else "false")
         finally:
             self._parameterNode.EndModify(wasModifying)
 
@@ -348,6 +359,7 @@ class SAMMed3DSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._setStatus("Choose a local weights file (Model section), or the SAM-Med3D-turbo weights.")
             return
         self.logic.setModelOptions(checkpoint, self._parameterNode.GetParameter("Device"))
+        self.logic.setFollowLargeObjects(self._parameterNode.GetParameter("FollowLargeObjects") != "false")
         if self.logic.interactive.model_loaded:
             then()
             return

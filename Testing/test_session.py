@@ -149,3 +149,20 @@ def test_large_object_is_followed_into_neighbour_rois(ct):
     assert len(session.rois) >= 2 and model.encode_calls == len(session.rois)
     assert dice(tiled, array) > dice(single, array) + 0.05
     assert dice(tiled, array) >= 0.9
+
+
+def test_a_mask_that_fills_its_roi_is_a_leak_and_is_not_followed():
+    """A bright slab far larger than the ROI: the object fills the whole ROI and touches every face, which is what
+    a leak looks like; following it would only spread the leak into neighbour ROIs."""
+    array = np.full((60, 200, 200), 1.0, dtype=np.float32)
+    array[5:55, 10:190, 10:190] = 200.0
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing((2.0, 2.0, 2.0))
+    from sammed3d import geometry
+
+    click = geometry.index_to_ras(image, [100.0, 100.0, 30.0])
+    model = ThresholdModel()
+    session = InteractiveSession(model, image, max_rois=6)
+    mask = sitk.GetArrayFromImage(session.add_point(click, True))
+    assert mask[30, 100, 100] == 1
+    assert len(session.rois) == 1 and model.encode_calls == 1

@@ -21,6 +21,10 @@ from .segment_io import read_segment_in_volume_grid, write_mask_to_segment
 from .volume_conversion import volume_to_sitk
 
 
+#: ROIs one structure may span when the module follows structures larger than one 192 mm ROI.
+LARGE_OBJECT_MAX_ROIS = 6
+
+
 def session_order(clicks: List[Click]) -> list:
     """(RAS, positive) pairs for the session, the first positive click first (it centres the model's ROI), the
     others in the order they were placed, as `sammed3d segment` does. Appending a click keeps it an append."""
@@ -87,6 +91,12 @@ class InteractiveSegmentationLogic(object):
             self.checkpoint, self.device = checkpoint, device
             self._model = None
             self._states.clear()
+
+    def set_max_rois(self, max_rois: int) -> None:
+        """ROIs one object may span (1: the official single ROI); applies to new clicks of every session."""
+        self.session_options["max_rois"] = max(1, int(max_rois))
+        for state in self._states.values():
+            state.session.max_rois = self.session_options["max_rois"]
 
     @property
     def model_loaded(self) -> bool:

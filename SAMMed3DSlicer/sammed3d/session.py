@@ -47,10 +47,11 @@ class InteractiveSession:
 
     model: a SAM-Med3D from :func:`sammed3d.load_model`; image: a 3D SimpleITK image (any orientation, spacing);
     mapping: "linear" (smooth, default) or "official" (nearest neighbour of the 1.5 mm mask, as the official code);
-    max_rois: how many ROIs one object may span (1 = the official single ROI); precision: "fp32", "bf16", "fp16".
+    max_rois: how many ROIs one object may span: 1 (default) is the official single ROI, reproducible against the
+    official code; more (e.g. 6) follow objects larger than 192 mm; precision: "fp32", "bf16", "fp16".
     """
 
-    def __init__(self, model, image: sitk.Image, mapping: str = "linear", max_rois: int = 6,
+    def __init__(self, model, image: sitk.Image, mapping: str = "linear", max_rois: int = 1,
                  precision: str = "fp32") -> None:
         self.model = model
         self.image = validate_image(image)

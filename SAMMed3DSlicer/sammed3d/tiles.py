@@ -2,7 +2,8 @@
 
 Objects larger than one ROI (192 mm at 1.5 mm; a liver often is) are covered by several tiles on the same official
 1.5 mm grid. After a tile is decoded, every face of its ROI that the predicted mask touches while the image goes on
-beyond it proposes a neighbour tile shifted by half an ROI (64 voxels) across that face. The neighbour is prompted
+beyond it proposes a neighbour tile shifted by half an ROI (64 voxels) across that face, unless the object fills
+more than half of the ROI (then it has leaked, and following it would only spread the leak). The neighbour is prompted
 with one positive point at the deepest mask voxel of the overlap (the far half of the old tile), every user click
 inside it, and the mask found so far as its mask prompt; its own result may propose further tiles, up to the
 session's `max_rois`. Results are painted onto the original grid tile by tile, the most recently updated last.
@@ -25,6 +26,8 @@ from .roi import Roi
 MASK_PROMPT_LOGIT = 4.0
 #: A face "touched" by the mask: mask voxels within this many ROI voxels of it.
 FACE_MARGIN = 2
+#: Leak guard: an object filling more than this fraction of its ROI's image voxels is a leak, not followed.
+MAX_FOLLOWED_FILL = 0.5
 
 
 @dataclass
@@ -134,10 +137,10 @@ def object_mask(tile: Tile) -> np.ndarray:
 def expansion_proposals(tile: Tile) -> List[Tuple[np.ndarray, np.ndarray]]:
     """(direction (3,), start of the neighbour ROI (3,)) for each face the object touches where the image goes on."""
     mask = object_mask(tile)
-    if not mask.any():
+    lo, hi = tile.roi.valid_box
+    if not mask.any() or mask.sum() > MAX_FOLLOWED_FILL * np.prod(hi - lo):
         return []
     size, half = tile.roi.size, tile.roi.size // 2
-    lo, hi = tile.roi.valid_box
     grid_size = np.asarray(tile.roi.grid.size)
     proposals = []
     for axis in range(3):

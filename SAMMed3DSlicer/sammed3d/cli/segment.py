@@ -29,8 +29,9 @@ def add_parser(subparsers) -> None:
                         help="fp32 (exact, default) or reduced-precision autocast (GPU)")
     parser.add_argument("--official-mapping", action="store_true",
                         help="map the 1.5 mm binary mask back by nearest neighbour, as the official code")
-    parser.add_argument("--max-rois", type=int, default=6,
-                        help="ROIs one object may span (objects over 192 mm); 1 = the official single ROI")
+    parser.add_argument("--max-rois", type=int, default=1,
+                        help="ROIs one object may span: 1 (default) = the official single 128^3 ROI of 192 mm; "
+                             "e.g. 6 follows larger objects (a liver) into neighbour ROIs")
     parser.add_argument("--save-roi", metavar="DIR", help="write what the model saw: ROI input and probabilities")
     parser.add_argument("--overlay", metavar="PNG", help="also write a PNG of three slices through the first point")
     parser.set_defaults(func=run)
