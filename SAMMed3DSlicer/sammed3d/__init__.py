@@ -25,4 +25,8 @@ def __getattr__(name):
         from . import session
 
         return getattr(session, name)
+    if name in ("read_image", "write_image_atomic"):
+        from . import image_io
+
+        return getattr(image_io, name)
     raise AttributeError("module 'sammed3d' has no attribute %r" % name)

@@ -18,7 +18,7 @@ def save_rois(session, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise SamMed3DError("cannot create %s: %s" % (folder, error)) from None
-    for number, tile in enumerate(session._tiles):
+    for number, tile in enumerate(session.tiles):
         roi = tile.roi
         write_image_atomic(roi.to_sitk(roi.image[0, 0].numpy()), folder / ("roi%d_input.nii.gz" % number))
         if tile.logits is not None:

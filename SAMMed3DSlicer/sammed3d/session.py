@@ -78,6 +78,11 @@ class InteractiveSession:
         """The ROIs the current mask was computed in (first: the one of the first click)."""
         return [tile.roi for tile in self._tiles]
 
+    @property
+    def tiles(self) -> List[tiling.Tile]:
+        """The ROI tiles behind the current mask (ROI, embedding, prompts, latest low-res logits); read-only use."""
+        return list(self._tiles)
+
     def add_point(self, point_ras, positive: bool = True) -> sitk.Image:
         """Add one click (RAS mm) and return the updated mask."""
         return self.set_clicks(self._clicks + [(point_ras, positive)])
