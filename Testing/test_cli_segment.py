@@ -183,3 +183,23 @@ def _env():
     module_dir = str(Path(__file__).resolve().parents[1] / "SAMMed3DSlicer")
     env["PYTHONPATH"] = module_dir + os.pathsep + env.get("PYTHONPATH", "")
     return env
+
+
+def test_save_roi_and_overlay_show_what_the_model_saw(checkpoint, ct_3mm_path, tmp_path):
+    labels = sitk.ReadImage(str(ct_3mm_path).replace("image.nii.gz", "labels.nii.gz"))
+    point = organ_point(labels, ORGANS["spleen"])
+    roi_dir, overlay = tmp_path / "roi", tmp_path / "overlay.png"
+    assert main(["segment", str(ct_3mm_path), "-o", str(tmp_path / "m.nii.gz"), "--point", *map(str, point),
+                 "--checkpoint", str(checkpoint), "--save-roi", str(roi_dir), "--overlay", str(overlay)]) == 0
+    saved_input = sitk.ReadImage(str(roi_dir / "roi0_input.nii.gz"))
+    probability = sitk.GetArrayFromImage(sitk.ReadImage(str(roi_dir / "roi0_probability.nii.gz")))
+    assert saved_input.GetSize() == (128, 128, 128) and np.allclose(saved_input.GetSpacing(), 1.5)
+    roi = extract_roi(sitk.ReadImage(str(ct_3mm_path)), point)
+    # written through roi.to_sitk: the array read back is indexed like the ROI tensor
+    assert np.allclose(sitk.GetArrayFromImage(saved_input), roi.image[0, 0].numpy(), atol=1e-5)
+    assert probability.min() >= 0 and probability.max() <= 1
+    # the click's physical position maps to the ROI centre in the saved image's own geometry
+    lps = (-point[0], -point[1], point[2])
+    assert np.allclose(saved_input.TransformPhysicalPointToContinuousIndex(lps), (64, 64, 64), atol=0.51)
+    png = sitk.ReadImage(str(overlay))
+    assert png.GetNumberOfComponentsPerPixel() == 3 and png.GetSize()[0] > 100
