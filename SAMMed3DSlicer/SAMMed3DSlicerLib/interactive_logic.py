@@ -156,6 +156,7 @@ class InteractiveSegmentationLogic(object):
     # ---- the three steps -----------------------------------------------------------------------------------------
     def prepare(self, volume_node, segmentation_node, segment_id, positive_node, negative_node=None) -> Request:
         """Read the clicks (world -> volume-local RAS) and the segment's session. Main thread (reads MRML)."""
+        self.load_model()  # normally loaded already (the widget loads it in the background); not "read" time
         start = time.perf_counter()
         if volume_node is None or segmentation_node is None or not segment_id:
             raise PromptError("Select an input volume, a segmentation and a segment first.")
