@@ -1,0 +1,168 @@
+"""Read and validate 3D images (files or DICOM series folders) and write images atomically."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Dict, Optional
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import InputImageError, SamMed3DError
+
+# Scalar pixel types that convert to float32 without losing meaning (no complex, vector or label-map types).
+_SCALAR_TYPES = {
+    sitk.sitkUInt8, sitk.sitkInt8, sitk.sitkUInt16, sitk.sitkInt16, sitk.sitkUInt32, sitk.sitkInt32,
+    sitk.sitkUInt64, sitk.sitkInt64, sitk.sitkFloat32, sitk.sitkFloat64,
+}
+#: File endings write_image_atomic accepts (single-file formats only, so one os.replace publishes the result).
+WRITE_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".mha")
+
+
+def _first_line(error: Exception) -> str:
+    """A short, single-line summary of an ITK/OS error (ITK messages span several lines with source paths)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    for line in lines:
+        if "Description:" in line:
+            return line.split("Description:", 1)[1].strip()
+    for line in lines:
+        if not line.startswith(("/", "sitk::", "Exception thrown", "itk::")):
+            return line[:200]
+    return lines[0][:200] if lines else type(error).__name__
+
+
+def _describe(image: sitk.Image) -> str:
+    return "x".join(str(n) for n in image.GetSize())
+
+
+def validate_image(image: sitk.Image, name: str = "image") -> sitk.Image:
+    """Check that ``image`` is a single-component 3D scalar volume with sane geometry; return it unchanged.
+
+    Raises InputImageError (one line) for 2D images (including 3D images with a single slice), 4D images,
+    vector/multi-component images, complex or label-map pixel types, non-positive spacing or a singular direction.
+    """
+    if not isinstance(image, sitk.Image):
+        raise InputImageError("%s is not a SimpleITK image (got %s)" % (name, type(image).__name__))
+    dimension = image.GetDimension()
+    if dimension != 3:
+        raise InputImageError("%s is %dD (size %s); a 3D volume is needed" % (name, dimension, _describe(image)))
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputImageError(
+            "%s has %d components per voxel (vector/RGB/4D data); a single-component 3D volume is needed"
+            % (name, image.GetNumberOfComponentsPerPixel()))
+    if image.GetPixelID() not in _SCALAR_TYPES:
+        raise InputImageError("%s has unsupported pixel type %s" % (name, image.GetPixelIDTypeAsString()))
+    if min(image.GetSize()) < 2:
+        raise InputImageError("%s is 2D (size %s); a 3D volume with at least 2 voxels per axis is needed"
+                              % (name, _describe(image)))
+    spacing = np.asarray(image.GetSpacing(), dtype=float)
+    if not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
+        raise InputImageError("%s has invalid spacing %s" % (name, tuple(spacing)))
+    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
+    if not np.all(np.isfinite(direction)) or abs(np.linalg.det(direction)) < 1e-6:
+        raise InputImageError("%s has a singular direction matrix" % name)
+    if not np.all(np.isfinite(image.GetOrigin())):
+        raise InputImageError("%s has a non-finite origin" % name)
+    return image
+
+
+def _read_dicom_folder(folder: Path) -> sitk.Image:
+    """Read the largest DICOM series in ``folder``, slices sorted by GDCM (image position along the normal)."""
+    reader = sitk.ImageSeriesReader()
+    try:
+        series_ids = reader.GetGDCMSeriesIDs(str(folder))
+    except RuntimeError as error:
+        raise InputImageError("cannot scan DICOM folder %s: %s" % (folder, _first_line(error))) from None
+    best = []
+    for series_id in series_ids:
+        files = reader.GetGDCMSeriesFileNames(str(folder), series_id)
+        if len(files) > len(best):
+            best = files
+    if not best:
+        raise InputImageError("no DICOM series found in folder %s" % folder)
+    reader.SetFileNames(best)
+    try:
+        return reader.Execute()
+    except RuntimeError as error:
+        raise InputImageError("cannot read DICOM series in %s: %s" % (folder, _first_line(error))) from None
+
+
+def read_image(path) -> sitk.Image:
+    """Read a 3D image from a file (NIfTI, NRRD, MHA, ... anything ITK reads) or a DICOM series folder.
+
+    A folder is read as the DICOM series with the most files. The pixel type is kept as stored (int16 CT stays
+    int16); the result is validated with :func:`validate_image`. Every failure raises a one-line InputImageError.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputImageError("image not found: %s" % path)
+    if path.is_dir():
+        image = _read_dicom_folder(path)
+    else:
+        try:
+            image = sitk.ReadImage(str(path))
+        except RuntimeError as error:
+            raise InputImageError("cannot read image %s: %s" % (path, _first_line(error))) from None
+    return validate_image(image, name="image %s" % path.name)
+
+
+def _suffix(path: Path) -> Optional[str]:
+    name = path.name.lower()
+    for suffix in WRITE_SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return suffix
+    return None
+
+
+def segmentation_metadata(image: sitk.Image, names: Optional[Dict[int, str]] = None) -> Dict[str, str]:
+    """Minimal Slicer ``.seg.nrrd`` segment metadata for the non-zero label values of a label image."""
+    values = np.unique(sitk.GetArrayViewFromImage(image))
+    size = image.GetSize()
+    extent = "0 %d 0 %d 0 %d" % (size[0] - 1, size[1] - 1, size[2] - 1)
+    metadata = {}
+    for number, value in enumerate(int(v) for v in values if v != 0):
+        name = (names or {}).get(value, "Segment_%d" % value)
+        prefix = "Segment%d_" % number
+        metadata.update({
+            prefix + "ID": "Segment_%d" % value,
+            prefix + "Name": name,
+            prefix + "LabelValue": str(value),
+            prefix + "Layer": "0",
+            prefix + "Extent": extent,
+        })
+    return metadata
+
+
+def write_image_atomic(image: sitk.Image, path, compress: bool = True,
+                       segment_names: Optional[Dict[int, str]] = None) -> Path:
+    """Write ``image`` to ``path`` (.nii.gz, .nii, .nrrd, .seg.nrrd or .mha) without ever leaving a partial file.
+
+    The image is written to a temporary file in the destination folder and moved into place with os.replace, so
+    an existing file is replaced only by a complete new one. For ``.seg.nrrd`` minimal Slicer segment metadata is
+    added (one segment per non-zero label; ``segment_names`` maps label value -> name). Raises SamMed3DError.
+    """
+    path = Path(path)
+    suffix = _suffix(path)
+    if suffix is None:
+        raise SamMed3DError("cannot write %s: use one of %s" % (path, ", ".join(WRITE_SUFFIXES)))
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise SamMed3DError("cannot write %s: folder %s does not exist" % (path, folder))
+    if suffix == ".seg.nrrd" and not image.HasMetaDataKey("Segment0_ID"):
+        image = sitk.Image(image)  # shallow copy: do not add metadata to the caller's image
+        for key, value in segmentation_metadata(image, segment_names).items():
+            image.SetMetaData(key, value)
+    handle, temp_name = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp" + suffix, dir=str(folder))
+    os.close(handle)
+    try:
+        # mkstemp creates the file readable by its owner only; give the result the usual permissions instead.
+        os.chmod(temp_name, (path.stat().st_mode & 0o777) if path.exists() else 0o644)
+        sitk.WriteImage(image, temp_name, compress)
+        os.replace(temp_name, str(path))
+    except (RuntimeError, OSError) as error:
+        raise SamMed3DError("cannot write %s: %s" % (path, _first_line(error))) from None
+    finally:
+        if os.path.exists(temp_name):
+            os.unlink(temp_name)
+    return path
