@@ -1,0 +1,84 @@
+"""One training forward pass: encode the crops, then simulate an interactive click session and sum the losses.
+
+As the official protocol: every iteration adds a click (first in the object, then in the error region) and feeds the
+previous low-res logits back as the mask prompt (the first iteration gets an all-zero mask); one iteration chosen
+at random uses the mask prompt alone; each iteration's logits are upsampled (trilinear) to the crop and scored with
+DiceCE. Wrapped as an ``nn.Module`` so DistributedDataParallel sees the whole pass.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .clicks import next_clicks
+from .loss import batch_dice, dice_ce_loss
+
+
+def amp_context(device: torch.device, enabled: bool):
+    """Mixed precision for training: fp16 autocast on CUDA (with a GradScaler), bf16 elsewhere."""
+    if not enabled:
+        return contextlib.nullcontext()
+    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+class InteractiveTraining(nn.Module):
+    """``forward(images, labels, generator) -> (loss, dice)`` for a SAM-Med3D ``model`` (B x 1 x S^3 inputs).
+
+    ``iterations``: click iterations per sample (>= 1); ``mask_only``: one random iteration after the first uses
+    the mask prompt without points; ``amp``: autocast the network (the loss is computed in float32).
+    ``dice`` is the mean Dice of the last iteration's mask (a float, for logging).
+    """
+
+    def __init__(self, model: nn.Module, iterations: int = 6, mask_only: bool = True, amp: bool = False):
+        super().__init__()
+        if iterations < 1:
+            raise ValueError("iterations must be >= 1")
+        self.model = model
+        self.iterations = int(iterations)
+        self.mask_only = bool(mask_only)
+        self.amp = bool(amp)
+
+    def _decode(self, embedding, points, low_res):
+        model = self.model
+        sparse, dense = model.prompt_encoder(points=points, boxes=None, masks=low_res)
+        logits, _ = model.mask_decoder(
+            image_embeddings=embedding,
+            image_pe=model.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=False,
+        )
+        return logits
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator
+                ) -> Tuple[torch.Tensor, float]:
+        device = images.device
+        size = tuple(images.shape[-3:])
+        low_size = tuple(n // 4 for n in size)
+        with amp_context(device, self.amp):
+            embedding = self.model.image_encoder(images)
+        low_res = torch.zeros((images.shape[0], 1) + low_size, device=device)
+        mask_only_at = -1
+        if self.mask_only and self.iterations > 1:
+            mask_only_at = 1 + int(torch.randint(self.iterations - 1, (1,), generator=generator))
+        coords, point_labels = [], []
+        pred = None
+        total = images.new_zeros(())
+        logits = None
+        for iteration in range(self.iterations):
+            new_coords, new_labels = next_clicks(labels, pred, generator)
+            coords.append(new_coords.to(device))
+            point_labels.append(new_labels.to(device))
+            points = None if iteration == mask_only_at else (torch.cat(coords, 1), torch.cat(point_labels, 1))
+            with amp_context(device, self.amp):
+                low = self._decode(embedding, points, low_res)
+            logits = F.interpolate(low.float(), size=size, mode="trilinear", align_corners=False)
+            total = total + dice_ce_loss(logits, labels)
+            low_res = low.detach().float()
+            pred = (logits.detach() > 0)
+        return total / self.iterations, batch_dice(logits, labels)
