@@ -1,0 +1,103 @@
+"""`sammed3d segment`: clicks in RAS mm -> a binary mask on the input image's own grid."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ..errors import PromptError, SamMed3DError
+
+DESCRIPTION = """Segment one object from positive/negative points. Points are RAS millimetres (Slicer's world
+coordinates, as shown in Slicer's data probe). The output has the input's geometry (uint8 0/1); an existing output
+file is only replaced by a complete new one."""
+
+
+def add_parser(subparsers) -> None:
+    from ..devices import DEVICE_CHOICES, PRECISION_CHOICES
+
+    parser = subparsers.add_parser("segment", help="segment an object from clicks", description=DESCRIPTION)
+    parser.add_argument("image", help="image file (.nii.gz, .nrrd, .mha, ...) or DICOM series folder")
+    parser.add_argument("-o", "--output", required=True, help="output mask (.nii.gz, .nii, .nrrd, .seg.nrrd, .mha)")
+    parser.add_argument("--point", nargs=3, type=float, action="append", default=[], metavar=("R", "A", "S"),
+                        help="positive point in RAS mm (repeatable)")
+    parser.add_argument("--negative", nargs=3, type=float, action="append", default=[], metavar=("R", "A", "S"),
+                        help="negative point in RAS mm (repeatable)")
+    parser.add_argument("--points", metavar="FILE.mrk.json",
+                        help="Slicer markups file; points labelled '-...' or described 'negative' are negative")
+    parser.add_argument("--checkpoint", default="turbo", help="turbo (default, downloaded once), demo, or a path")
+    parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    parser.add_argument("--precision", default="fp32", choices=PRECISION_CHOICES,
+                        help="fp32 (exact, default) or reduced-precision autocast (GPU)")
+    parser.add_argument("--official-mapping", action="store_true",
+                        help="map the 1.5 mm binary mask back by nearest neighbour, as the official code")
+    parser.add_argument("--max-rois", type=int, default=6,
+                        help="ROIs one object may span (objects over 192 mm); 1 = the official single ROI")
+    parser.add_argument("--save-roi", metavar="DIR", help="write what the model saw: ROI input and probabilities")
+    parser.set_defaults(func=run)
+
+
+def _clicks(args):
+    clicks = [(tuple(p), True) for p in args.point] + [(tuple(p), False) for p in args.negative]
+    if args.points:
+        from ..markups import read_markups_clicks
+
+        clicks += read_markups_clicks(args.points)
+    if not clicks:
+        raise PromptError("no point given: use --point R A S (RAS mm), --negative R A S or --points FILE.mrk.json")
+    if not any(positive for _, positive in clicks):
+        raise PromptError("at least one positive point is needed")
+    # The first click centres the ROI: start with the first positive one, keep the others in their given order.
+    first = next(i for i, (_, positive) in enumerate(clicks) if positive)
+    return [clicks[first]] + clicks[:first] + clicks[first + 1:]
+
+
+def run(args) -> int:
+    from ..image_io import WRITE_SUFFIXES, read_image, write_image_atomic
+
+    timings = {}
+    output = Path(args.output)
+    if not any(output.name.lower().endswith(suffix) for suffix in WRITE_SUFFIXES):
+        raise SamMed3DError("cannot write %s: use one of %s" % (output, ", ".join(WRITE_SUFFIXES)))
+    if not output.absolute().parent.is_dir():
+        raise SamMed3DError("cannot write %s: folder %s does not exist" % (output, output.absolute().parent))
+    clicks = _clicks(args)
+    if args.max_rois < 1:
+        raise SamMed3DError("--max-rois must be at least 1")
+
+    start = time.perf_counter()
+    image = read_image(args.image)
+    timings["read"] = time.perf_counter() - start
+
+    from .. import load_model
+    from ..devices import describe_device
+    from ..session import InteractiveSession, check_clicks_inside
+
+    check_clicks_inside(image, clicks)
+
+    start = time.perf_counter()
+    model = load_model(args.checkpoint, device=args.device)
+    timings["load"] = time.perf_counter() - start
+    print("model: %s on %s" % (args.checkpoint, describe_device(model.device)))
+
+    session = InteractiveSession(model, image, mapping="official" if args.official_mapping else "linear",
+                                 max_rois=args.max_rois, precision=args.precision)
+    for key in ("roi", "encoder", "decoder", "mapping"):
+        timings[key] = 0.0
+    session.set_clicks([])
+    for click in clicks:
+        session.add_point(*click)
+        for key in ("roi", "encoder", "decoder", "mapping"):
+            timings[key] += session.last_timings[key]
+    mask = session.mask_image()
+
+    if args.save_roi:
+        from ..roi_export import save_rois
+
+        save_rois(session, Path(args.save_roi))
+    start = time.perf_counter()
+    write_image_atomic(mask, output, segment_names={1: "SAM-Med3D"})
+    timings["write"] = time.perf_counter() - start
+
+    voxels = int(session.mask_array().sum())
+    print("wrote %s: %d voxels, %d click(s), %d ROI(s)" % (output, voxels, len(clicks), len(session.rois)))
+    print("timings: " + ", ".join("%s %.3f s" % (k, v) for k, v in timings.items()))
+    return 0
