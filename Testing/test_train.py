@@ -241,3 +241,31 @@ def test_torchrun_two_cpu_processes(dataset, tmp_path):
     assert [int(r["step"]) for r in read_log(out)] == [1, 2]
     model = build_sam_med3d(TINY)
     model.load_state_dict(state["model_state_dict"], strict=True)
+
+
+def test_several_objects_per_crop_share_one_encoder_pass(dataset):
+    from sammed3d.training.interaction import InteractiveTraining
+
+    sampler = CropSampler(find_cases(str(dataset)), flip=False)
+    images, labels, owners = sampler.batch(np.random.default_rng(1), 2, others=3)
+    assert images.shape == (2, 1, 128, 128, 128) and labels.shape[1:] == (1, 128, 128, 128)
+    assert len(labels) == len(owners) > 2 and owners.tolist() == sorted(owners.tolist())
+    assert all(labels[n].any() for n in range(len(labels)))
+    for image_index in (0, 1):  # different objects of one crop never overlap
+        mine = labels[owners == image_index]
+        assert float(mine.sum(0).max()) == 1.0
+    torch.manual_seed(0)
+    module = InteractiveTraining(build_sam_med3d(TINY), iterations=2, deep_clicks=0.5)
+    loss, dice = module(images, labels, torch.Generator().manual_seed(0), owners)
+    loss.backward()
+    assert torch.isfinite(loss) and 0.0 <= dice <= 1.0
+    assert module.model.image_encoder.patch_embed.proj.weight.grad.abs().sum() > 0
+
+
+def test_deep_clicks_stay_away_from_the_error_edge():
+    generator = torch.Generator().manual_seed(0)
+    gt = torch.zeros(1, 1, 24, 24, 24)
+    gt[:, :, 2:20, 2:20, 2:20] = 1
+    for _ in range(30):
+        coords, labels = next_clicks(gt, None, generator, deep=1.0)
+        assert labels.item() == 1 and all(4 <= int(c) <= 17 for c in coords[0, 0])

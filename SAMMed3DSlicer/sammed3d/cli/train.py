@@ -46,6 +46,12 @@ def add_parser(subparsers):
     parser.add_argument("--exclude-labels", nargs="*", default=[], metavar="LABEL",
                         help="never train on these label names or values")
     parser.add_argument("--center-jitter", type=float, default=15.0, help="crop centre jitter in mm (default 15)")
+    parser.add_argument("--objects-per-crop", type=int, default=1,
+                        help="train on up to N labelled objects of each crop with one encoder pass (default 1, "
+                             "as the official code; more objects per second of training)")
+    parser.add_argument("--deep-clicks", type=float, default=0.0, metavar="P",
+                        help="probability of simulating a click deep inside the error region instead of uniformly "
+                             "in it (default 0: the official protocol)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads per process (default: torch's choice)")
     parser.set_defaults(func=run)
     return parser

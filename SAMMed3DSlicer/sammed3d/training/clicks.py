@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 
 
 def _random_voxel(region: torch.Tensor, generator: torch.Generator) -> Optional[torch.Tensor]:
@@ -15,8 +16,14 @@ def _random_voxel(region: torch.Tensor, generator: torch.Generator) -> Optional[
     return candidates[pick]
 
 
+def _interior(region: torch.Tensor, radius: int) -> torch.Tensor:
+    """The voxels of a boolean S^3 region at least ``radius`` voxels (chessboard) inside it."""
+    inverted = (~region).float()[None, None]
+    return F.max_pool3d(inverted, 2 * radius + 1, stride=1, padding=radius)[0, 0] < 0.5
+
+
 def next_clicks(
-    gt: torch.Tensor, pred: Optional[torch.Tensor], generator: torch.Generator
+    gt: torch.Tensor, pred: Optional[torch.Tensor], generator: torch.Generator, deep: float = 0.0
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """One new click per sample: B x 1 x 3 float coordinates (ROI voxel indices) and B x 1 long labels (1 / 0).
 
@@ -24,6 +31,8 @@ def next_clicks(
     uniformly from the object (first click) or from the error region (false negatives and false positives);
     it is positive iff it lies in the false negatives. A perfect prediction gets a positive click in the object.
     An empty object gets a negative click anywhere (the model learns to return nothing).
+    ``deep``: probability of drawing instead from the error region's interior (>= 2 voxels from its edge, when it
+    has one), as a person (or the 'ritm' simulator) tends to click; 0 = the official uniform protocol.
     """
     gt = gt.bool()
     batch = gt.shape[0]
@@ -37,7 +46,11 @@ def next_clicks(
             p = pred[b, 0].bool()
             fn = obj & ~p
             error = fn | (p & ~obj)
-        voxel = _random_voxel(error, generator)
+        voxel = None
+        if deep > 0 and float(torch.rand((), generator=generator)) < deep:
+            voxel = _random_voxel(_interior(error, 2), generator)
+        if voxel is None:
+            voxel = _random_voxel(error, generator)
         if voxel is None:
             voxel = _random_voxel(obj, generator)
         if voxel is None:  # empty object: a negative click anywhere

@@ -61,7 +61,9 @@ class CropSampler(object):
     ):
         self.size, self.spacing = int(size), float(spacing)
         self.center_jitter, self.voxel_center_prob, self.flip = float(center_jitter), float(voxel_center_prob), flip
+        self.min_voxels = int(min_voxels)
         self._cases: Dict[str, _LoadedCase] = {}
+        self._allowed: Dict[str, List[int]] = {}
         self.targets: List[Target] = []
         for case in cases:
             loaded = _LoadedCase(case)
@@ -71,6 +73,7 @@ class CropSampler(object):
                 if len(indices) < min_voxels or not _selected(name, value, include_labels, exclude_labels):
                     continue
                 self.targets.append(Target(case.case_id, value, name))
+                self._allowed.setdefault(case.case_id, []).append(value)
         if not self.targets:
             raise SamMed3DError("no labelled object to train on (every label is absent, too small or excluded)")
 
@@ -88,36 +91,60 @@ class CropSampler(object):
         center = geometry.index_to_ras(loaded.image, kji[::-1].copy())
         return center + rng.uniform(-self.center_jitter, self.center_jitter, size=3)
 
-    def crop(self, target: Target, center_ras) -> Tuple[torch.Tensor, torch.Tensor]:
-        """(image 1 x S^3 float32 normalised, label 1 x S^3 float32 0/1) on the ROI grid around ``center_ras``."""
+    def crop(self, target: Target, center_ras, others: int = 0, rng: Optional[np.random.Generator] = None
+             ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(image 1 x S^3 float32 normalised, labels K x S^3 float32 0/1) on the ROI grid around ``center_ras``.
+
+        labels[0] is ``target``; with ``others`` > 0, up to that many other objects of the case that have at least
+        ``min_voxels`` voxels in the crop follow (drawn with ``rng``).
+        """
         loaded = self._cases[target.case_id]
         center = _clamp_into_image(loaded.image, np.asarray(center_ras, dtype=float))
         roi = extract_roi(loaded.image, center, size=self.size, spacing=self.spacing)
-        binary = sitk.Cast(sitk.Equal(loaded.label, int(target.label)), sitk.sitkUInt8)
         reference = roi.to_sitk(np.zeros((self.size,) * 3, dtype=np.uint8))
-        label = sitk.Resample(binary, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
-        mask = sitk.GetArrayFromImage(label).astype(bool) & roi.valid  # nothing in the padding, as the image
-        return roi.image[0].clone(), torch.from_numpy(mask.astype(np.float32))[None]
+        resampled = sitk.Resample(loaded.label, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0,
+                                  loaded.label.GetPixelID())
+        label_map = sitk.GetArrayFromImage(resampled)
+        label_map[~roi.valid] = 0  # nothing in the padding, as the image
+        values = [target.label]
+        if others > 0 and rng is not None:
+            present, counts = np.unique(label_map, return_counts=True)
+            wanted = set(self._allowed[target.case_id])
+            candidates = [int(v) for v, n in zip(present, counts)
+                          if int(v) in wanted and int(v) != target.label and n >= self.min_voxels]
+            if candidates:
+                picked = rng.choice(candidates, size=min(others, len(candidates)), replace=False)
+                values += [int(v) for v in picked]
+        masks = np.stack([label_map == value for value in values]).astype(np.float32)
+        return roi.image[0].clone(), torch.from_numpy(masks)
 
-    def sample(self, rng: np.random.Generator, target: Optional[Target] = None) -> Tuple[torch.Tensor, torch.Tensor]:
-        """A random crop (image, label) of ``target`` (default: a target drawn uniformly), randomly flipped."""
+    def sample(self, rng: np.random.Generator, target: Optional[Target] = None, others: int = 0
+               ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """A random crop (image 1 x S^3, labels K x S^3) of ``target`` (default: drawn uniformly), randomly flipped.
+
+        ``others``: up to this many more objects of the same crop (one encoder pass serves them all).
+        """
         for _ in range(10):
             chosen = target if target is not None else self.targets[rng.integers(len(self.targets))]
-            image, label = self.crop(chosen, self.crop_center(chosen, rng))
-            if label.any():
+            image, labels = self.crop(chosen, self.crop_center(chosen, rng), others, rng)
+            if labels[0].any():
                 break
         else:  # a thin object missed by the 1.5 mm grid every time: fall back to its bounding-box centre
-            image, label = self.crop(chosen, self.crop_center(chosen, _CENTRE_RNG))
+            image, labels = self.crop(chosen, self.crop_center(chosen, _CENTRE_RNG))
         if self.flip:
             axes = [axis + 1 for axis in range(3) if rng.random() < 0.5]
             if axes:
-                image, label = torch.flip(image, axes), torch.flip(label, axes)
-        return image.contiguous(), label.contiguous()
+                image, labels = torch.flip(image, axes), torch.flip(labels, axes)
+        return image.contiguous(), labels.contiguous()
 
-    def batch(self, rng: np.random.Generator, batch_size: int) -> Tuple[torch.Tensor, torch.Tensor]:
-        """B x 1 x S^3 images and labels."""
-        pairs = [self.sample(rng) for _ in range(batch_size)]
-        return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+    def batch(self, rng: np.random.Generator, batch_size: int, others: int = 0
+              ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """B x 1 x S^3 images, N x 1 x S^3 object labels and N owners (the image index of each object)."""
+        pairs = [self.sample(rng, others=others) for _ in range(batch_size)]
+        images = torch.stack([p[0] for p in pairs])
+        labels = torch.cat([p[1] for p in pairs])[:, None]
+        owners = torch.cat([torch.full((len(p[1]),), n, dtype=torch.long) for n, p in enumerate(pairs)])
+        return images, labels, owners
 
 
 class _BoxCentreRng(object):

@@ -8,7 +8,7 @@ DiceCE. Wrapped as an ``nn.Module`` so DistributedDataParallel sees the whole pa
 from __future__ import annotations
 
 import contextlib
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -30,11 +30,13 @@ class InteractiveTraining(nn.Module):
     """``forward(images, labels, generator) -> (loss, dice)`` for a SAM-Med3D ``model`` (B x 1 x S^3 inputs).
 
     ``iterations``: click iterations per sample (>= 1); ``mask_only``: one random iteration after the first uses
-    the mask prompt without points; ``amp``: autocast the network (the loss is computed in float32).
+    the mask prompt without points; ``amp``: autocast the network (the loss is computed in float32);
+    ``deep_clicks``: probability of a click deep inside the error region (see :func:`.clicks.next_clicks`).
     ``dice`` is the mean Dice of the last iteration's mask (a float, for logging).
     """
 
-    def __init__(self, model: nn.Module, iterations: int = 6, mask_only: bool = True, amp: bool = False):
+    def __init__(self, model: nn.Module, iterations: int = 6, mask_only: bool = True, amp: bool = False,
+                 deep_clicks: float = 0.0):
         super().__init__()
         if iterations < 1:
             raise ValueError("iterations must be >= 1")
@@ -42,6 +44,7 @@ class InteractiveTraining(nn.Module):
         self.iterations = int(iterations)
         self.mask_only = bool(mask_only)
         self.amp = bool(amp)
+        self.deep_clicks = float(deep_clicks)
 
     def _decode(self, embedding, points, low_res):
         model = self.model
@@ -55,14 +58,17 @@ class InteractiveTraining(nn.Module):
         )
         return logits
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator
-                ) -> Tuple[torch.Tensor, float]:
+    def forward(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator,
+                owners: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, float]:
+        """images B x 1 x S^3; labels N x 1 x S^3 (one object each); owners: N image indices (default: N = B)."""
         device = images.device
         size = tuple(images.shape[-3:])
         low_size = tuple(n // 4 for n in size)
         with amp_context(device, self.amp):
             embedding = self.model.image_encoder(images)
-        low_res = torch.zeros((images.shape[0], 1) + low_size, device=device)
+        if owners is not None:
+            embedding = embedding[owners.to(device)]  # several objects share one encoder pass
+        low_res = torch.zeros((labels.shape[0], 1) + low_size, device=device)
         mask_only_at = -1
         if self.mask_only and self.iterations > 1:
             mask_only_at = 1 + int(torch.randint(self.iterations - 1, (1,), generator=generator))
@@ -71,7 +77,7 @@ class InteractiveTraining(nn.Module):
         total = images.new_zeros(())
         logits = None
         for iteration in range(self.iterations):
-            new_coords, new_labels = next_clicks(labels, pred, generator)
+            new_coords, new_labels = next_clicks(labels, pred, generator, self.deep_clicks)
             coords.append(new_coords.to(device))
             point_labels.append(new_labels.to(device))
             points = None if iteration == mask_only_at else (torch.cat(coords, 1), torch.cat(point_labels, 1))

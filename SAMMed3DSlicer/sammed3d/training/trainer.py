@@ -56,6 +56,8 @@ class TrainOptions:
     include_labels: List[str] = field(default_factory=list)
     exclude_labels: List[str] = field(default_factory=list)
     center_jitter: float = 15.0
+    objects_per_crop: int = 1
+    deep_clicks: float = 0.0
     threads: int = 0
 
 
@@ -136,7 +138,7 @@ def _check_out(options: TrainOptions) -> Path:
 
 
 def _validate(options: TrainOptions) -> None:
-    for name in ("steps", "batch_size", "accumulate", "iterations"):
+    for name in ("steps", "batch_size", "accumulate", "iterations", "objects_per_crop"):
         if int(getattr(options, name)) < 1:
             raise SamMed3DError("--%s must be >= 1" % name.replace("_", "-"))
     if not options.lr > 0 or options.weight_decay < 0:
@@ -188,7 +190,7 @@ def _train(options, checkpoint_path: Path, info, progress) -> Path:
         return checkpoint_path
 
     module = InteractiveTraining(model, iterations=options.iterations, mask_only=options.mask_only,
-                                 amp=options.amp)
+                                 amp=options.amp, deep_clicks=options.deep_clicks)
     if info.world_size > 1:
         from torch.nn.parallel import DistributedDataParallel
 
@@ -210,12 +212,12 @@ def _train(options, checkpoint_path: Path, info, progress) -> Path:
             optimizer.zero_grad(set_to_none=True)
             step_loss = step_dice = 0.0
             for micro in range(options.accumulate):
-                images, labels = sampler.batch(rng, options.batch_size)
+                images, labels, owners = sampler.batch(rng, options.batch_size, options.objects_per_crop - 1)
                 images, labels = images.to(info.device), labels.to(info.device)
                 last = micro == options.accumulate - 1
                 sync = module.no_sync() if info.world_size > 1 and not last else contextlib.nullcontext()
                 with sync:
-                    loss, dice = module(images, labels, generator)
+                    loss, dice = module(images, labels, generator, owners)
                     scaled = loss / options.accumulate
                     (scaler.scale(scaled) if scaler else scaled).backward()
                 step_loss += float(loss.detach()) / options.accumulate
