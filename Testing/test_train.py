@@ -183,7 +183,8 @@ def test_fine_tune_official_checkpoint_40_steps_loss_falls_and_loads_officially(
 
 def test_resume_restores_step_optimizer_and_log(dataset, tmp_path):
     out = tmp_path / "run"
-    assert main(train_args(dataset, out, "--steps", "2", "--save-every", "1")) == 0
+    assert main(train_args(dataset, out, "--steps", "2", "--save-every", "1", "--objects-per-crop", "2",
+                           "--loss-size", "64", "--deep-clicks", "0.5")) == 0
     first = load_checkpoint(out / "checkpoint.pth")
     assert first["epoch"] == 2 and os.stat(out / "checkpoint.pth").st_mode & 0o044
     # Without --resume an existing checkpoint is never overwritten.
@@ -255,7 +256,7 @@ def test_several_objects_per_crop_share_one_encoder_pass(dataset):
         mine = labels[owners == image_index]
         assert float(mine.sum(0).max()) == 1.0
     torch.manual_seed(0)
-    module = InteractiveTraining(build_sam_med3d(TINY), iterations=2, deep_clicks=0.5)
+    module = InteractiveTraining(build_sam_med3d(TINY), iterations=2, deep_clicks=0.5, loss_size=64)
     loss, dice = module(images, labels, torch.Generator().manual_seed(0), owners)
     loss.backward()
     assert torch.isfinite(loss) and 0.0 <= dice <= 1.0

@@ -27,7 +27,7 @@ MAX_LABELS = 12
 def smooth_noise(shape, spacing_zyx, sigma_mm, rng):
     """Unit-variance Gaussian random field with correlation length ``sigma_mm`` (computed on a coarse grid)."""
     factor = max(1, int(sigma_mm / (2.0 * min(spacing_zyx))))
-    coarse_shape = [n // factor + 3 for n in shape]
+    coarse_shape = [max(n // factor + 3, 6) for n in shape]
     noise = sitk.GetImageFromArray(rng.standard_normal(coarse_shape).astype(np.float32))
     noise.SetSpacing([float(s * factor) for s in spacing_zyx[::-1]])
     noise.SetOrigin([-float(s * factor) for s in spacing_zyx[::-1]])
@@ -215,10 +215,12 @@ def main(argv=None):
     for index in range(args.cases):
         rng = np.random.default_rng([args.seed, index])
         modality = "CT" if index % 2 == 0 else "MR"
-        image, label = make_case(rng, modality)
         name = "synth_%s_%03d" % (modality.lower(), index)
+        if os.path.isfile(os.path.join(args.out, "labelsTr", name + ".nii.gz")):
+            continue  # made by an earlier, interrupted run (cases are independent of each other)
+        image, label = make_case(rng, modality)
         sitk.WriteImage(image, os.path.join(args.out, "imagesTr", name + "_0000.nii.gz"), True)
-        sitk.WriteImage(label, os.path.join(args.out, "labelsTr", name + ".nii.gz"), True)
+        sitk.WriteImage(label, os.path.join(args.out, "labelsTr", name + ".nii.gz"), True)  # written last
         print("%s %s %d objects (%.0f s)" % (name, "x".join(map(str, image.GetSize())),
                                             len(np.unique(sitk.GetArrayViewFromImage(label))) - 1,
                                             time.time() - start), file=sys.stderr)

@@ -52,6 +52,9 @@ def add_parser(subparsers):
     parser.add_argument("--deep-clicks", type=float, default=0.0, metavar="P",
                         help="probability of simulating a click deep inside the error region instead of uniformly "
                              "in it (default 0: the official protocol)")
+    parser.add_argument("--loss-size", type=int, default=0, metavar="N",
+                        help="compute the loss at N^3 instead of the full 128^3 crop (e.g. 64: faster on CPUs; "
+                             "default: full size, as the official code)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads per process (default: torch's choice)")
     parser.set_defaults(func=run)
     return parser

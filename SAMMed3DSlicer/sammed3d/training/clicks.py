@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 
 
 def _random_voxel(region: torch.Tensor, generator: torch.Generator) -> Optional[torch.Tensor]:
@@ -16,10 +15,22 @@ def _random_voxel(region: torch.Tensor, generator: torch.Generator) -> Optional[
     return candidates[pick]
 
 
-def _interior(region: torch.Tensor, radius: int) -> torch.Tensor:
-    """The voxels of a boolean S^3 region at least ``radius`` voxels (chessboard) inside it."""
-    inverted = (~region).float()[None, None]
-    return F.max_pool3d(inverted, 2 * radius + 1, stride=1, padding=radius)[0, 0] < 0.5
+def _random_interior_voxel(region: torch.Tensor, radius: int, generator: torch.Generator, tries: int = 64
+                           ) -> Optional[torch.Tensor]:
+    """A voxel drawn uniformly from those whose (2 radius + 1)^3 cube lies inside ``region`` (rejection sampling
+    over up to ``tries`` region voxels), or None."""
+    candidates = torch.nonzero(region)
+    if candidates.shape[0] == 0:
+        return None
+    shape = region.shape
+    for pick in torch.randint(candidates.shape[0], (tries,), generator=generator).tolist():
+        voxel = candidates[pick]
+        lo, hi = voxel - radius, voxel + radius + 1
+        if any(int(a) < 0 or int(b) > n for a, b, n in zip(lo, hi, shape)):
+            continue
+        if bool(region[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].all()):
+            return voxel
+    return None
 
 
 def next_clicks(
@@ -48,7 +59,7 @@ def next_clicks(
             error = fn | (p & ~obj)
         voxel = None
         if deep > 0 and float(torch.rand((), generator=generator)) < deep:
-            voxel = _random_voxel(_interior(error, 2), generator)
+            voxel = _random_interior_voxel(error, 2, generator)
         if voxel is None:
             voxel = _random_voxel(error, generator)
         if voxel is None:

@@ -31,12 +31,15 @@ class InteractiveTraining(nn.Module):
 
     ``iterations``: click iterations per sample (>= 1); ``mask_only``: one random iteration after the first uses
     the mask prompt without points; ``amp``: autocast the network (the loss is computed in float32);
-    ``deep_clicks``: probability of a click deep inside the error region (see :func:`.clicks.next_clicks`).
+    ``deep_clicks``: probability of a click deep inside the error region (see :func:`.clicks.next_clicks`);
+    ``loss_size``: score the logits upsampled to this size per axis against area-downsampled labels (cheaper on
+    CPUs; default: the crop size, as the official code). Clicks are then simulated at that resolution too (at the
+    centre of the chosen coarse voxel), and the logged Dice is measured there.
     ``dice`` is the mean Dice of the last iteration's mask (a float, for logging).
     """
 
     def __init__(self, model: nn.Module, iterations: int = 6, mask_only: bool = True, amp: bool = False,
-                 deep_clicks: float = 0.0):
+                 deep_clicks: float = 0.0, loss_size: Optional[int] = None):
         super().__init__()
         if iterations < 1:
             raise ValueError("iterations must be >= 1")
@@ -45,6 +48,7 @@ class InteractiveTraining(nn.Module):
         self.mask_only = bool(mask_only)
         self.amp = bool(amp)
         self.deep_clicks = float(deep_clicks)
+        self.loss_size = int(loss_size) if loss_size else None
 
     def _decode(self, embedding, points, low_res):
         model = self.model
@@ -74,17 +78,21 @@ class InteractiveTraining(nn.Module):
             mask_only_at = 1 + int(torch.randint(self.iterations - 1, (1,), generator=generator))
         coords, point_labels = [], []
         pred = None
+        loss_size = size if not self.loss_size or self.loss_size >= size[0] else (self.loss_size,) * 3
+        targets = labels if loss_size == size else F.adaptive_avg_pool3d(labels.float(), loss_size)
         total = images.new_zeros(())
         logits = None
+        scale = size[0] / float(loss_size[0])
+        click_target = labels if loss_size == size else targets > 0.5
         for iteration in range(self.iterations):
-            new_coords, new_labels = next_clicks(labels, pred, generator, self.deep_clicks)
-            coords.append(new_coords.to(device))
+            new_coords, new_labels = next_clicks(click_target, pred, generator, self.deep_clicks)
+            coords.append((new_coords * scale + (scale - 1) / 2.0).to(device))  # voxel centre in crop coordinates
             point_labels.append(new_labels.to(device))
             points = None if iteration == mask_only_at else (torch.cat(coords, 1), torch.cat(point_labels, 1))
             with amp_context(device, self.amp):
                 low = self._decode(embedding, points, low_res)
-            logits = F.interpolate(low.float(), size=size, mode="trilinear", align_corners=False)
-            total = total + dice_ce_loss(logits, labels)
+            logits = F.interpolate(low.float(), size=loss_size, mode="trilinear", align_corners=False)
+            total = total + dice_ce_loss(logits, targets)
             low_res = low.detach().float()
-            pred = (logits.detach() > 0)
-        return total / self.iterations, batch_dice(logits, labels)
+            pred = logits.detach() > 0
+        return total / self.iterations, batch_dice(logits, click_target)

@@ -58,6 +58,7 @@ class TrainOptions:
     center_jitter: float = 15.0
     objects_per_crop: int = 1
     deep_clicks: float = 0.0
+    loss_size: int = 0
     threads: int = 0
 
 
@@ -190,7 +191,8 @@ def _train(options, checkpoint_path: Path, info, progress) -> Path:
         return checkpoint_path
 
     module = InteractiveTraining(model, iterations=options.iterations, mask_only=options.mask_only,
-                                 amp=options.amp, deep_clicks=options.deep_clicks)
+                                 amp=options.amp, deep_clicks=options.deep_clicks,
+                                 loss_size=options.loss_size or None)
     if info.world_size > 1:
         from torch.nn.parallel import DistributedDataParallel
 
