@@ -234,7 +234,7 @@ def test_torchrun_two_cpu_processes(dataset, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO / "SAMMed3DSlicer"))
     torchrun = [sys.executable, "-m", "torch.distributed.run"]
     command = torchrun + ["--standalone", "--nproc_per_node", "2", "-m", "sammed3d"] + train_args(
-        dataset, out, "--steps", "2", "--device", "cpu")
+        dataset, out, "--steps", "2", "--device", "cpu", "--objects-per-crop", "2", "--loss-size", "64")
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     state = load_checkpoint(out / "checkpoint.pth")
