@@ -270,3 +270,17 @@ def test_deep_clicks_stay_away_from_the_error_edge():
     for _ in range(30):
         coords, labels = next_clicks(gt, None, generator, deep=1.0)
         assert labels.item() == 1 and all(4 <= int(c) <= 17 for c in coords[0, 0])
+
+
+def test_balanced_cross_entropy_keeps_a_gradient_on_small_objects():
+    target = torch.zeros(1, 1, 32, 32, 32)
+    target[..., 10:12, 10:12, 10:12] = 1  # 8 of 32768 voxels
+    logits = torch.full_like(target, -8.0, requires_grad=True)  # a model that learnt to predict nothing
+    dice_ce_loss(logits, target).backward()
+    plain = float(logits.grad[target > 0].mean())
+    logits.grad = None
+    dice_ce_loss(logits, target, balanced=True).backward()
+    balanced = float(logits.grad[target > 0].mean())
+    assert balanced < 100 * plain < 0  # pushes the object's logits up, far harder
+    perfect = target * 40 - 20
+    assert dice_ce_loss(perfect, target, balanced=True) < 1e-3

@@ -55,6 +55,9 @@ def add_parser(subparsers):
     parser.add_argument("--loss-size", type=int, default=0, metavar="N",
                         help="compute the loss at N^3 instead of the full 128^3 crop (e.g. 64: faster on CPUs; "
                              "default: full size, as the official code)")
+    parser.add_argument("--balanced-ce", action="store_true",
+                        help="average the cross-entropy separately over object and background voxels (helps "
+                             "training from scratch; default: plain DiceCE, as the official code)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads per process (default: torch's choice)")
     parser.set_defaults(func=run)
     return parser

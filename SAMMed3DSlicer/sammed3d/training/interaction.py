@@ -34,12 +34,13 @@ class InteractiveTraining(nn.Module):
     ``deep_clicks``: probability of a click deep inside the error region (see :func:`.clicks.next_clicks`);
     ``loss_size``: score the logits upsampled to this size per axis against area-downsampled labels (cheaper on
     CPUs; default: the crop size, as the official code). Clicks are then simulated at that resolution too (at the
-    centre of the chosen coarse voxel), and the logged Dice is measured there.
+    centre of the chosen coarse voxel), and the logged Dice is measured there; ``balanced_ce``: see
+    :func:`.loss.dice_ce_loss`.
     ``dice`` is the mean Dice of the last iteration's mask (a float, for logging).
     """
 
     def __init__(self, model: nn.Module, iterations: int = 6, mask_only: bool = True, amp: bool = False,
-                 deep_clicks: float = 0.0, loss_size: Optional[int] = None):
+                 deep_clicks: float = 0.0, loss_size: Optional[int] = None, balanced_ce: bool = False):
         super().__init__()
         if iterations < 1:
             raise ValueError("iterations must be >= 1")
@@ -49,6 +50,7 @@ class InteractiveTraining(nn.Module):
         self.amp = bool(amp)
         self.deep_clicks = float(deep_clicks)
         self.loss_size = int(loss_size) if loss_size else None
+        self.balanced_ce = bool(balanced_ce)
 
     def _decode(self, embedding, points, low_res):
         model = self.model
@@ -92,7 +94,7 @@ class InteractiveTraining(nn.Module):
             with amp_context(device, self.amp):
                 low = self._decode(embedding, points, low_res)
             logits = F.interpolate(low.float(), size=loss_size, mode="trilinear", align_corners=False)
-            total = total + dice_ce_loss(logits, targets)
+            total = total + dice_ce_loss(logits, targets, self.balanced_ce)
             low_res = low.detach().float()
             pred = logits.detach() > 0
         return total / self.iterations, batch_dice(logits, click_target)

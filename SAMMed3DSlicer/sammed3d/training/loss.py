@@ -7,15 +7,26 @@ import torch.nn.functional as F
 SMOOTH = 1e-5
 
 
-def dice_ce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Soft Dice (squared denominators, per sample and channel, averaged) + mean binary cross-entropy."""
+def dice_ce_loss(logits: torch.Tensor, target: torch.Tensor, balanced: bool = False) -> torch.Tensor:
+    """Soft Dice (squared denominators, per sample and channel, averaged) + mean binary cross-entropy.
+
+    ``balanced``: the cross-entropy is instead the mean of its averages over object and background voxels (per
+    sample), so small objects are not drowned by background; this keeps a strong gradient where a from-scratch
+    model has learnt to predict nothing at all (sigmoid saturated, soft Dice gradient vanishing).
+    """
     logits, target = logits.float(), target.float()
     probs = torch.sigmoid(logits)
     dims = tuple(range(2, logits.ndim))
     intersection = (probs * target).sum(dims)
     denominator = (probs * probs).sum(dims) + (target * target).sum(dims)
     dice = 1.0 - (2.0 * intersection + SMOOTH) / (denominator + SMOOTH)
-    return dice.mean() + F.binary_cross_entropy_with_logits(logits, target)
+    if not balanced:
+        return dice.mean() + F.binary_cross_entropy_with_logits(logits, target)
+    ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    positive = target.sum(dims).clamp(min=SMOOTH)
+    negative = (1 - target).sum(dims).clamp(min=SMOOTH)
+    ce = 0.5 * ((ce * target).sum(dims) / positive + (ce * (1 - target)).sum(dims) / negative)
+    return dice.mean() + ce.mean()
 
 
 @torch.no_grad()

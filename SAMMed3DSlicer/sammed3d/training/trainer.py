@@ -59,6 +59,7 @@ class TrainOptions:
     objects_per_crop: int = 1
     deep_clicks: float = 0.0
     loss_size: int = 0
+    balanced_ce: bool = False
     threads: int = 0
 
 
@@ -192,7 +193,7 @@ def _train(options, checkpoint_path: Path, info, progress) -> Path:
 
     module = InteractiveTraining(model, iterations=options.iterations, mask_only=options.mask_only,
                                  amp=options.amp, deep_clicks=options.deep_clicks,
-                                 loss_size=options.loss_size or None)
+                                 loss_size=options.loss_size or None, balanced_ce=options.balanced_ce)
     if info.world_size > 1:
         from torch.nn.parallel import DistributedDataParallel
 
