@@ -10,6 +10,8 @@ Modules, one job each:
 - :mod:`.distributed`: torchrun / DDP set-up (gloo on CPU, nccl on CUDA).
 - :mod:`.trainer`: :class:`TrainOptions` and :func:`train`.
 """
-from .checkpoint import export_safetensors, load_checkpoint, save_checkpoint  # noqa: F401
-from .crops import CropSampler  # noqa: F401
-from .trainer import TrainOptions, train  # noqa: F401
+from .checkpoint import export_safetensors, load_checkpoint, save_checkpoint
+from .crops import CropSampler
+from .trainer import TrainOptions, train
+
+__all__ = ["CropSampler", "TrainOptions", "export_safetensors", "load_checkpoint", "save_checkpoint", "train"]
