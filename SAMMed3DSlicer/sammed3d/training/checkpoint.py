@@ -19,7 +19,7 @@ import torch
 
 from ..errors import CheckpointError
 from ..weights import read_state_dict, write_safetensors
-from ..weights.safe_load import _load_pickle
+from ..weights.safe_load import read_pickled_checkpoint
 
 CHECKPOINT_NAME = "checkpoint.pth"
 OFFICIAL_KEYS = (
@@ -86,7 +86,7 @@ def save_checkpoint(
 
 def load_checkpoint(path) -> Dict[str, object]:
     """Read a training checkpoint safely (weights_only + allow-list); CheckpointError if it is not one."""
-    state = _load_pickle(Path(path))
+    state = read_pickled_checkpoint(path)
     if not isinstance(state, dict) or not all(key in state for key in ("epoch", "model_state_dict")):
         raise CheckpointError("%s is not a training checkpoint (no epoch / model_state_dict)" % path)
     return state

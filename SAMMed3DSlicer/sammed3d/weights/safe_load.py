@@ -139,6 +139,12 @@ def _load_safetensors(path: Path) -> Dict[str, torch.Tensor]:
         raise _corrupt_error(path, exc) from None
 
 
+def read_pickled_checkpoint(path: PathLike) -> object:
+    """The whole object of a .pth file (e.g. a training checkpoint with optimizer state), read like the weights:
+    ``torch.load`` with weights_only=True and the allow-list, never weights_only=False."""
+    return _load_pickle(Path(path))
+
+
 def _load_pickle(path: Path) -> object:
     """``torch.load`` with weights_only=True and the allow-list; never weights_only=False."""
     kwargs = {"map_location": "cpu", "weights_only": True}
@@ -219,6 +225,9 @@ def write_safetensors(
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=metadata)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes owner-only files; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
