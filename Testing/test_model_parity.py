@@ -25,7 +25,7 @@ def _prompts(seed: int, batch: int = 1):
     return coords, labels, previous_mask
 
 
-@pytest.mark.parametrize("scale", [0.02, 0.1, 0.5])
+@pytest.mark.parametrize("scale", [0.02, 0.1, 0.2])
 def test_tiny_encoder_matches_official(scale):
     official, ours = paired_models(TINY, seed=1, scale=scale)
     x = _volume(2)
@@ -33,6 +33,19 @@ def test_tiny_encoder_matches_official(scale):
         expected, actual = official.image_encoder(x), ours.image_encoder(x)
     assert actual.shape == expected.shape == (1, 96, 8, 8, 8)
     assert relative_error(actual, expected) <= 1e-3
+
+
+def test_tiny_encoder_with_large_weights_is_as_accurate_as_official():
+    """With weights this large the output is ill-conditioned: even the official fp32 code is ~8e-4 off its own
+    float64 result, so two fp32 implementations may differ by ~1e-3 through rounding alone. What must hold: ours
+    is at least as close to the float64 truth as the official fp32 code is."""
+    official, ours = paired_models(TINY, seed=1, scale=0.5)
+    x = _volume(2)
+    with torch.inference_mode():
+        truth = as_double(official).image_encoder(x.double())
+        official_error = relative_error(official.image_encoder(x), truth)
+        our_error = relative_error(ours.image_encoder(x), truth)
+    assert our_error <= max(official_error, 1e-5)
 
 
 def test_tiny_encoder_is_exact_in_float64():

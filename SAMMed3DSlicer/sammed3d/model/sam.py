@@ -58,12 +58,14 @@ class SamMed3D(nn.Module):
     def decode(
         self,
         embedding: torch.Tensor,
-        coords: torch.Tensor,
-        labels: torch.Tensor,
+        coords: Optional[torch.Tensor],
+        labels: Optional[torch.Tensor],
         mask_logits: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        """Low-res logits (B x 1 x 32^3) for points (B x N x 3 ROI voxel coords, B x N labels 1/0) and a mask prompt."""
-        sparse, dense = self.prompt_encoder(points=(coords, labels), boxes=None, masks=mask_logits)
+        """Low-res logits (B x 1 x 32^3) for points (B x N x 3 ROI voxel coords, B x N labels 1/0; None: the mask
+        prompt alone) and a mask prompt."""
+        points = None if coords is None else (coords, labels)
+        sparse, dense = self.prompt_encoder(points=points, boxes=None, masks=mask_logits)
         logits, _ = self.mask_decoder(
             image_embeddings=embedding,
             image_pe=self.prompt_encoder.get_dense_pe(),

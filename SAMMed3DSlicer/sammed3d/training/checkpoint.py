@@ -9,9 +9,7 @@ The file is a ``torch.save`` dict with the official keys: ``epoch`` (here: optim
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Dict, Mapping, Optional, Sequence
 
@@ -19,6 +17,7 @@ import torch
 
 from ..errors import CheckpointError
 from ..weights import read_state_dict, write_safetensors
+from ..atomic import atomic_path
 from ..weights.safe_load import read_pickled_checkpoint
 
 CHECKPOINT_NAME = "checkpoint.pth"
@@ -69,18 +68,8 @@ def save_checkpoint(
         "args": args,
         "used_datas": [str(x) for x in used_datas],
     }
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=str(path.parent))
-    os.close(fd)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
+    with atomic_path(path) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
     return path
 
 

@@ -53,16 +53,8 @@ class InteractiveTraining(nn.Module):
         self.balanced_ce = bool(balanced_ce)
 
     def _decode(self, embedding, points, low_res):
-        model = self.model
-        sparse, dense = model.prompt_encoder(points=points, boxes=None, masks=low_res)
-        logits, _ = model.mask_decoder(
-            image_embeddings=embedding,
-            image_pe=model.prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=False,
-        )
-        return logits
+        coords, labels = points if points is not None else (None, None)
+        return self.model.decode(embedding, coords, labels, low_res)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator,
                 owners: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, float]:

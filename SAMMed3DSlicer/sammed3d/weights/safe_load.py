@@ -13,7 +13,6 @@ import inspect
 import logging
 import os
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Tuple, Union
@@ -21,6 +20,7 @@ from typing import Dict, List, Mapping, Optional, Tuple, Union
 import numpy as np
 import torch
 
+from ..atomic import atomic_path
 from ..errors import CheckpointError
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -221,18 +221,8 @@ def write_safetensors(
             value = value.clone()
         seen.add(value.data_ptr())
         tensors[key] = value
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=str(path.parent))
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata=metadata)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes owner-only files; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
     return path
 
 
