@@ -6,17 +6,24 @@ from pathlib import Path
 
 
 @contextlib.contextmanager
-def atomic_path(path):
-    """Yield a temporary path in the target's folder; on success it replaces `path` with the usual permissions
-    (mkstemp makes owner-only files), on failure it is removed and `path` is untouched."""
+def atomic_path(path, suffix: str = ""):
+    """Yield a temporary path in the target's folder (ending in ".tmp" + `suffix`, so writers that choose the format
+    by extension still can); on success it replaces `path`, on failure it is removed and `path` is untouched.
+
+    The result keeps the permissions of the file it replaces, or gets the usual ones (mkstemp makes owner-only files).
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=str(path.parent))
+    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp" + suffix, dir=str(path.parent))
     os.close(fd)
     try:
         yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        if path.exists():
+            mode = path.stat().st_mode & 0o777
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.chmod(tmp, mode)
         os.replace(tmp, str(path))
     finally:
         with contextlib.suppress(OSError):

@@ -5,7 +5,6 @@ import gzip
 import os
 import re
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 from typing import Dict, Optional
@@ -13,6 +12,7 @@ from typing import Dict, Optional
 import numpy as np
 import SimpleITK as sitk
 
+from .atomic import atomic_path
 from .errors import InputImageError, SamMed3DError
 
 # Scalar pixel types that convert to float32 without losing meaning (no complex, vector or label-map types).
@@ -210,16 +210,9 @@ def write_image_atomic(image: sitk.Image, path, compress: bool = True,
         image = sitk.Image(image)  # shallow copy: do not add metadata to the caller's image
         for key, value in segmentation_metadata(image, segment_names).items():
             image.SetMetaData(key, value)
-    handle, temp_name = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp" + suffix, dir=str(folder))
-    os.close(handle)
     try:
-        # mkstemp creates the file readable by its owner only; give the result the usual permissions instead.
-        os.chmod(temp_name, (path.stat().st_mode & 0o777) if path.exists() else 0o644)
-        sitk.WriteImage(image, temp_name, compress)
-        os.replace(temp_name, str(path))
+        with atomic_path(path, suffix) as temp_name:
+            sitk.WriteImage(image, temp_name, compress)
     except (RuntimeError, OSError) as error:
         raise SamMed3DError("cannot write %s: %s" % (path, _first_line(error))) from None
-    finally:
-        if os.path.exists(temp_name):
-            os.unlink(temp_name)
     return path

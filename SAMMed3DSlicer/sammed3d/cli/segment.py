@@ -84,7 +84,6 @@ def run(args) -> int:
                                  max_rois=args.max_rois, precision=args.precision)
     for key in ("roi", "encoder", "decoder", "mapping"):
         timings[key] = 0.0
-    session.set_clicks([])
     for click in clicks:
         session.add_point(*click)
         for key in ("roi", "encoder", "decoder", "mapping"):
@@ -103,7 +102,9 @@ def run(args) -> int:
     write_image_atomic(mask, output, segment_names={1: "SAM-Med3D"})
     timings["write"] = time.perf_counter() - start
 
-    voxels = int(session.mask_array().sum())
+    import SimpleITK as sitk
+
+    voxels = int((sitk.GetArrayViewFromImage(mask) > 0).sum())
     print("wrote %s: %d voxels, %d click(s), %d ROI(s)" % (output, voxels, len(clicks), len(session.rois)))
     print("timings: " + ", ".join("%s %.3f s" % (k, v) for k, v in timings.items()))
     return 0

@@ -11,7 +11,6 @@ import io
 import json
 import math
 import os
-import tempfile
 import warnings
 from collections import OrderedDict
 from typing import Dict, Iterable, List, Optional
@@ -19,41 +18,27 @@ from typing import Dict, Iterable, List, Optional
 import numpy as np
 import SimpleITK as sitk
 
+from ..atomic import atomic_path
+from ..image_io import write_image_atomic
 from ..errors import SamMed3DError
 
 FIELDS = ("case", "label", "label_name", "clicks", "dice", "nsd", "seconds")
 _TYPES = {"case": str, "label": int, "label_name": str, "clicks": int, "dice": float, "nsd": float, "seconds": float}
 
 
-def _atomic_path(path: str, suffix: str = ""):
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
-    os.close(handle)
-    return temp
-
-
-def _replace(temp: str, path: str) -> None:
-    try:
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.remove(temp)
-        raise
+def _atomic(path: str, suffix: str = ""):
+    """:func:`sammed3d.atomic.atomic_path`, creating the destination folder first."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    return atomic_path(path, suffix)
 
 
 def write_text_atomic(path: str, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file in the same folder."""
-    temp = _atomic_path(path)
-    try:
+    with _atomic(path) as temp:
         with open(temp, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-    except BaseException:
-        os.remove(temp)
-        raise
-    _replace(temp, path)
 
 
 class MetricsCsv(object):
@@ -247,13 +232,8 @@ def plot_dice_vs_clicks(summary: Dict, path: str, title: Optional[str] = None) -
     axes.set_title(title or "Dice vs clicks (%d cases)" % summary.get("n_cases", 0))
     if axes.get_legend_handles_labels()[1]:
         axes.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small", frameon=False)
-    temp = _atomic_path(path, suffix=".png")
-    try:
+    with _atomic(path, suffix=".png") as temp:
         figure.savefig(temp, format="png", bbox_inches="tight")
-    except BaseException:
-        os.remove(temp)
-        raise
-    _replace(temp, path)
     return True
 
 
@@ -264,12 +244,5 @@ def write_prediction(mask: np.ndarray, image: sitk.Image, path: str) -> None:
         raise ValueError("mask shape %s does not match the image grid %s" % (mask.shape, image.GetSize()[::-1]))
     label = sitk.GetImageFromArray(mask.astype(np.uint8))
     label.CopyInformation(image)
-    name = os.path.basename(path)
-    suffix = next((ext for ext in (".nii.gz", ".nii", ".nrrd", ".mha") if name.lower().endswith(ext)), "")
-    temp = _atomic_path(path, suffix=suffix)
-    try:
-        sitk.WriteImage(label, temp, useCompression=True)
-    except BaseException:
-        os.remove(temp)
-        raise
-    _replace(temp, path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    write_image_atomic(label, path)

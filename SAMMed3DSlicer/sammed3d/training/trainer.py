@@ -13,6 +13,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from ..atomic import atomic_path
 from ..errors import CheckpointError, SamMed3DError
 from ..evaluation.datasets import find_cases
 from ..loading import model_from_state_dict
@@ -110,12 +111,11 @@ class _CsvLog(object):
         if keep_until > 0 and path.is_file():
             with open(path, newline="") as handle:
                 rows = [r for r in csv.DictReader(handle) if r.get("step", "").isdigit() and int(r["step"]) <= keep_until]
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, LOG_COLUMNS)
-            writer.writeheader()
-            writer.writerows({k: r.get(k, "") for k in LOG_COLUMNS} for r in rows)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            with open(tmp, "w", newline="") as handle:
+                writer = csv.DictWriter(handle, LOG_COLUMNS)
+                writer.writeheader()
+                writer.writerows({k: r.get(k, "") for k in LOG_COLUMNS} for r in rows)
         self._handle = open(path, "a", newline="")
         self._writer = csv.writer(self._handle)
 
