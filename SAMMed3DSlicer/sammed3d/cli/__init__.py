@@ -9,12 +9,12 @@ import sys
 
 from ..errors import SamMed3DError
 
-SUBCOMMANDS = ("segment", "evaluate", "train")
+SUBCOMMANDS = ("segment", "evaluate", "train", "serve")
 
 
 def build_parser():
     parser = argparse.ArgumentParser(
-        prog="sammed3d", description="SAM-Med3D promptable 3D segmentation: segment, evaluate, fine-tune."
+        prog="sammed3d", description="SAM-Med3D promptable 3D segmentation: segment, evaluate, fine-tune, serve."
     )
     from .. import __version__
 
