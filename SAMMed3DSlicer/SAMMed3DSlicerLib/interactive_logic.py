@@ -71,13 +71,18 @@ class InteractiveSegmentationLogic(object):
 
     checkpoint: "turbo" (the official SAM-Med3D-turbo weights, downloaded once) or a local weights file;
     device: "auto", "cpu", "cuda", ... The model is loaded on first use (or by :meth:`load_model`).
+    server, token: compute on a `sammed3d serve` server ("http://host:port") instead (no PyTorch needed here);
+    checkpoint and device are then the server's business.
     session_options: passed to :class:`sammed3d.session.InteractiveSession` (e.g. ``max_rois=1`` for the official
     single 128^3 ROI, ``mapping="official"``, ``precision="bf16"``).
     """
 
-    def __init__(self, checkpoint: str = "turbo", device: str = "auto", **session_options):
+    def __init__(self, checkpoint: str = "turbo", device: str = "auto", server: Optional[str] = None,
+                 token: Optional[str] = None, **session_options):
         self.checkpoint = checkpoint
         self.device = device
+        self.server = server or None
+        self.token = token or None
         self.session_options = session_options
         self._model = None
         self._model_lock = threading.Lock()
@@ -89,6 +94,14 @@ class InteractiveSegmentationLogic(object):
         """Change weights or device; the next computation reloads the model and restarts every session."""
         if (checkpoint, device) != (self.checkpoint, self.device):
             self.checkpoint, self.device = checkpoint, device
+            self._model = None
+            self._states.clear()
+
+    def set_engine(self, server: Optional[str] = None, token: Optional[str] = None) -> None:
+        """Compute on this computer (server None) or on a `sammed3d serve` server; a change restarts every session
+        (the segments keep their content)."""
+        if (server or None, token or None) != (self.server, self.token):
+            self.server, self.token = server or None, token or None
             self._model = None
             self._states.clear()
 
@@ -108,6 +121,10 @@ class InteractiveSegmentationLogic(object):
         progress: optional ``progress(bytes_done, bytes_total)`` called during a download (from this thread).
         """
         with self._model_lock:
+            if self._model is None and self.server:
+                from sammed3d.remote import connect
+
+                self._model = connect(self.server, self.token)  # the model is the server's: check it answers
             if self._model is None:
                 import sammed3d
 
@@ -132,10 +149,13 @@ class InteractiveSegmentationLogic(object):
         image = self._image(volume_node)
         state = self._states.get(key)
         if state is None and create:
-            from sammed3d.session import InteractiveSession
+            if self.server:
+                from sammed3d.remote import RemoteSession as Session
+            else:
+                from sammed3d.session import InteractiveSession as Session
 
             seed = read_segment_in_volume_grid(segmentation_node, segment_id, volume_node)
-            session = InteractiveSession(self.load_model(), image, **self.session_options)
+            session = Session(self.load_model(), image, **self.session_options)
             if seed is not None:
                 session.seed(seed)
             state = self._states[key] = _SegmentState(session, seed)

@@ -32,6 +32,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--max-rois", type=int, default=1,
                         help="ROIs one object may span: 1 (default) = the official single 128^3 ROI of 192 mm; "
                              "e.g. 6 follows larger objects (a liver) into neighbour ROIs")
+    parser.add_argument("--server", metavar="URL",
+                        help="compute on a `sammed3d serve` server (e.g. http://gpu-box:8000) instead of here")
+    parser.add_argument("--token", help="the server's token (default: $SAMMED3D_TOKEN)")
     parser.add_argument("--save-roi", metavar="DIR", help="write what the model saw: ROI input and probabilities")
     parser.add_argument("--overlay", metavar="PNG", help="also write a PNG of three slices through the first point")
     parser.set_defaults(func=run)
@@ -52,6 +55,19 @@ def _clicks(args):
     return [clicks[first]] + clicks[:first] + clicks[first + 1:]
 
 
+def _remote_session(args, image, options):
+    import os
+
+    from ..remote import RemoteSession, connect
+
+    if args.save_roi:
+        raise SamMed3DError("--save-roi needs the model on this computer (leave out --server)")
+    connection = connect(args.server, args.token or os.environ.get("SAMMED3D_TOKEN"))
+    print("model: %s on %s at %s" % (connection.info.get("model", "?"), connection.info.get("device", "?"),
+                                    connection.url))
+    return RemoteSession(connection, image, **options)
+
+
 def run(args) -> int:
     from ..image_io import WRITE_SUFFIXES, read_image, write_image_atomic
 
@@ -69,25 +85,31 @@ def run(args) -> int:
     image = read_image(args.image)
     timings["read"] = time.perf_counter() - start
 
-    from .. import load_model
-    from ..devices import describe_device
-    from ..session import InteractiveSession, check_clicks_inside
+    from ..session import check_clicks_inside
 
     check_clicks_inside(image, clicks)
-
+    options = dict(mapping="official" if args.official_mapping else "linear", max_rois=args.max_rois,
+                   precision=args.precision)
     start = time.perf_counter()
-    model = load_model(args.checkpoint, device=args.device)
-    timings["load"] = time.perf_counter() - start
-    print("model: %s on %s" % (args.checkpoint, describe_device(model.device)))
+    if args.server:
+        session = _remote_session(args, image, options)
+    else:
+        from .. import load_model
+        from ..devices import describe_device
+        from ..session import InteractiveSession
 
-    session = InteractiveSession(model, image, mapping="official" if args.official_mapping else "linear",
-                                 max_rois=args.max_rois, precision=args.precision)
-    for key in ("roi", "encoder", "decoder", "mapping"):
+        model = load_model(args.checkpoint, device=args.device)
+        print("model: %s on %s" % (args.checkpoint, describe_device(model.device)))
+        session = InteractiveSession(model, image, **options)
+    timings["load"] = time.perf_counter() - start
+    parts = ("upload", "roi", "encoder", "decoder", "mapping") if args.server else ("roi", "encoder", "decoder",
+                                                                                      "mapping")
+    for key in parts:
         timings[key] = 0.0
     for click in clicks:
         session.add_point(*click)
-        for key in ("roi", "encoder", "decoder", "mapping"):
-            timings[key] += session.last_timings[key]
+        for key in parts:
+            timings[key] += session.last_timings.get(key, 0.0)
     mask = session.mask_image()
 
     if args.overlay:
@@ -105,6 +127,7 @@ def run(args) -> int:
     import SimpleITK as sitk
 
     voxels = int((sitk.GetArrayViewFromImage(mask) > 0).sum())
-    print("wrote %s: %d voxels, %d click(s), %d ROI(s)" % (output, voxels, len(clicks), len(session.rois)))
+    rois = session.roi_count if args.server else len(session.rois)
+    print("wrote %s: %d voxels, %d click(s), %d ROI(s)" % (output, voxels, len(clicks), rois))
     print("timings: " + ", ".join("%s %.3f s" % (k, v) for k, v in timings.items()))
     return 0

@@ -68,6 +68,7 @@ class RemoteSession(object):
         self._redo = []  # type: List
         self._mask = np.zeros(self._shape, dtype=np.uint8)
         self.last_timings = {}  # type: Dict[str, float]
+        self.roi_count = 0  # ROIs the server computed the current mask in
 
     # -- InteractiveSession's API --------------------------------------------------------------------------------
     @property
@@ -108,10 +109,6 @@ class RemoteSession(object):
                 raise PromptError("the seed mask's size %s differs from the image's %s"
                                   % (mask.GetSize(), self.image.GetSize()))
             seed = (sitk.GetArrayFromImage(mask) > 0).astype(np.uint8)
-        if self._session_id is None and not self._clicks:
-            self._seed = seed  # sent when the session opens
-            self._mask = seed.copy() if seed is not None else np.zeros(self._shape, dtype=np.uint8)
-            return
         self._run("seed", {"mask": None if seed is None else pack_mask(seed)}, self._clicks, self._redo, seed=seed)
 
     def mask_array(self) -> np.ndarray:
@@ -142,10 +139,16 @@ class RemoteSession(object):
         timings = {"upload": 0.0}
         seed = self._seed if seed is _KEEP else seed
         fresh = self._session_id is None
+        if fresh and not clicks:  # nothing to compute: the mask is the seed (no upload for that)
+            self._mask = seed.copy() if seed is not None else np.zeros(self._shape, dtype=np.uint8)
+            self._clicks, self._redo, self._seed, self.roi_count = [], list(redo), seed, 0
+            self.last_timings = {"upload": 0.0, "round_trip": time.perf_counter() - start}
+            return self.mask_image()
         if fresh:
             self._open(seed, timings)
         try:
-            answer = self._call(op, dict(payload, full=fresh))
+            # a session whose state we do not hold yet (just opened) answers with its whole mask
+            answer = self._call(op, dict(payload, full=self._version is None))
         except RemoteError as error:
             if error.code == "unknown_session":  # restarted, evicted or expired: open it again
                 self._open(seed, timings)
@@ -164,6 +167,7 @@ class RemoteSession(object):
             raise RemoteError("the server's answer is malformed (%s)" % error) from None
         self._mask, self._version = mask, int(answer["version"])
         self._clicks, self._redo, self._seed = list(clicks), list(redo), seed
+        self.roi_count = int(answer.get("rois") or 0)
         timings.update({k: float(v) for k, v in (answer.get("timings") or {}).items()})
         timings["round_trip"] = time.perf_counter() - start
         self.last_timings = timings
@@ -171,7 +175,7 @@ class RemoteSession(object):
 
     def _call(self, op: str, payload: Dict) -> Dict:
         payload = dict(payload, max_rois=self.max_rois)
-        if not payload.pop("force", False):
+        if not payload.pop("force", False) and self._version is not None:
             payload["if_version"] = self._version
         _, answer = self.connection.request("POST", "/sessions/%s/%s" % (self._session_id, op), payload)
         return answer
@@ -204,7 +208,7 @@ class RemoteSession(object):
             digest, body = encode_volume(self.image)
             self.connection.request("PUT", "/volumes/%s" % digest, body=body)
             _, answer = self.connection.request("POST", "/sessions", payload)
-        self._session_id, self._version = answer["session"], int(answer["version"])
+        self._session_id, self._version = answer["session"], None  # our mask is not this session's yet
 
     def __repr__(self):
         return "RemoteSession(%s, %d clicks)" % (self.connection.url, len(self._clicks))
