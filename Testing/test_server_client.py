@@ -1,0 +1,218 @@
+"""The client side of `sammed3d serve` and the `serve` command itself.
+
+The remote client runs without PyTorch (a subprocess that segments through a server never imports torch); the wire
+format round-trips volumes and masks and refuses malformed bytes; the engine choice is remembered without the scene;
+`sammed3d serve` refuses a network address without a token, and a real `sammed3d serve` process serves
+`sammed3d segment --server` with the result of a local `sammed3d segment`.
+"""
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+import sammed3d
+from sammed3d.errors import SamMed3DError
+from sammed3d.remote import RemoteError, check_server_url, connect
+from sammed3d.remote.wire import WireError, apply_patch, decode_volume, encode_volume, make_patch, pack_mask, \
+    unpack_mask, volume_hash
+from SAMMed3DSlicerLib.engine_settings import (
+    ENGINE_KEY,
+    SERVER_TOKEN_KEY,
+    SERVER_URL_KEY,
+    EngineChoice,
+    apply_engine_choice,
+    read_engine_choice,
+    write_engine_choice,
+)
+from server_helpers import TOKEN, ServerThread, free_port
+
+REPO = Path(__file__).resolve().parents[1]
+MODULE_DIR = REPO / "SAMMed3DSlicer"
+
+
+def _env():
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(MODULE_DIR), os.environ.get("PYTHONPATH", "")]))
+    env.pop("SAMMED3D_TOKEN", None)
+    return env
+
+
+def test_the_remote_client_segments_without_importing_torch(ct_3mm_path):
+    model = sammed3d.load_model("demo", "cpu")
+    with ServerThread(model) as server:
+        script = textwrap.dedent("""
+            import sys
+            import SimpleITK as sitk
+            from sammed3d.remote import RemoteSession, connect
+            image = sitk.ReadImage(sys.argv[1])
+            session = RemoteSession(connect(sys.argv[2], sys.argv[3]), image)
+            lps = image.TransformContinuousIndexToPhysicalPoint([n / 2 for n in image.GetSize()])
+            mask = session.add_point((-lps[0], -lps[1], lps[2]))
+            session.add_point((-lps[0] + 5, -lps[1], lps[2]), False)
+            session.undo()
+            print(int(sitk.GetArrayViewFromImage(session.mask_image()).sum()))
+            heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "requests", "fastapi"))
+            print("heavy:", heavy)
+        """)
+        result = subprocess.run([sys.executable, "-c", script, str(ct_3mm_path), server.url, TOKEN],
+                                capture_output=True, text=True, timeout=120, env=_env())
+    assert result.returncode == 0, result.stderr
+    voxels, heavy = result.stdout.strip().splitlines()
+    assert int(voxels) > 0
+    assert heavy == "heavy: []"
+
+
+def test_volumes_round_trip_and_bad_bytes_are_refused():
+    rng = np.random.default_rng(0)
+    for dtype in ("uint8", "int16", "uint16", "int32", "float32", "float64"):
+        voxels = (rng.normal(size=(5, 7, 9)) * 100).astype(dtype)
+        image = sitk.GetImageFromArray(voxels)
+        image.SetSpacing((0.7, 0.8, 2.5))
+        image.SetOrigin((1.0, -2.0, 3.5))
+        image.SetDirection((0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, -1.0))
+        digest, body = encode_volume(image)
+        assert digest == volume_hash(image)
+        back = decode_volume(body, digest)
+        assert np.array_equal(sitk.GetArrayFromImage(back), voxels) and back.GetPixelID() == image.GetPixelID()
+        for get in ("GetSpacing", "GetOrigin", "GetDirection"):
+            assert getattr(back, get)() == getattr(image, get)()
+    other = sitk.GetImageFromArray(voxels + 1)
+    other.CopyInformation(image)
+    assert volume_hash(other) != digest
+    with pytest.raises(WireError, match="hash"):
+        decode_volume(body, volume_hash(other))
+    # a "zip bomb": a tiny header, far more data than declared
+    header_end = 12 + int.from_bytes(body[8:12], "little")
+    import zlib
+
+    bomb = body[:header_end] + zlib.compress(b"\0" * (64 << 20))
+    with pytest.raises(WireError, match="more"):
+        decode_volume(bomb)
+    with pytest.raises(WireError, match="at most"):
+        decode_volume(body, max_voxels=100)
+
+
+def test_mask_patches():
+    rng = np.random.default_rng(1)
+    old = (rng.random((6, 20, 30)) > 0.7).astype(np.uint8)
+    new = old.copy()
+    new[2:4, 5:9, 10:12] ^= 1
+    patch = make_patch(old, new)
+    assert patch["box"] == [2, 5, 10, 4, 9, 12]
+    target = old.copy()
+    apply_patch(target, patch)
+    assert np.array_equal(target, new)
+    assert make_patch(new, new) == {"box": None, "mask": None}
+    assert np.array_equal(unpack_mask(pack_mask(new), new.shape), new)
+    for bad in ({"box": [0, 0, 0, 7, 1, 1], "mask": pack_mask(np.ones((7, 1, 1)))},
+                {"box": [0, 0, 0, 1, 1, 1], "mask": "%%%"}, {"box": [0, 0, 0, 2, 2, 2], "mask": pack_mask(np.ones(100))}):
+        untouched = old.copy()
+        with pytest.raises(WireError):
+            apply_patch(untouched, bad)
+        assert np.array_equal(untouched, old)
+
+
+class MemorySettings(object):
+    """An in-memory settings store with QSettings' value/setValue interface."""
+
+    def __init__(self):
+        self.values = {}
+
+    def value(self, key, default=None):
+        return self.values.get(key, default)
+
+    def setValue(self, key, value):  # noqa: N802 - QSettings' name
+        self.values[key] = value
+
+
+def test_engine_choice_is_remembered_in_settings_and_validated():
+    settings = MemorySettings()
+    assert read_engine_choice(settings) == EngineChoice()  # this computer by default
+    choice = EngineChoice("server", " http://gpu-box:8000/ ", "s3cret")
+    write_engine_choice(settings, choice)
+    assert settings.values == {ENGINE_KEY: "server", SERVER_URL_KEY: "http://gpu-box:8000", SERVER_TOKEN_KEY: "s3cret"}
+    assert read_engine_choice(settings).logic_options() == {"server": "http://gpu-box:8000", "token": "s3cret"}
+    for bad in ("", "gpu-box:8000", "ftp://gpu-box", "http://", "http://host:99999", "http://u:p@host"):
+        with pytest.raises(SamMed3DError):
+            write_engine_choice(settings, EngineChoice("server", bad, "t"))
+        assert settings.values[SERVER_URL_KEY] == "http://gpu-box:8000"  # nothing written
+    assert check_server_url("https://proxy.example.org/sam/") == "https://proxy.example.org/sam"
+    assert "s3cret" not in repr(choice)
+
+    from SAMMed3DSlicerLib import InteractiveSegmentationLogic
+
+    logic = InteractiveSegmentationLogic(checkpoint="demo", device="cpu")
+    apply_engine_choice(logic, read_engine_choice(settings))
+    assert (logic.server, logic.token) == ("http://gpu-box:8000", "s3cret")
+    apply_engine_choice(logic, EngineChoice())
+    assert (logic.server, logic.token) == (None, None)
+
+
+def test_unreachable_server_gives_one_clear_line():
+    url = "http://127.0.0.1:%d" % free_port()
+    with pytest.raises(RemoteError, match="cannot reach the SAM-Med3D server at %s" % url) as caught:
+        connect(url, TOKEN, timeout=5)
+    assert "\n" not in str(caught.value)
+
+
+def test_serve_refuses_a_network_address_without_a_token():
+    result = subprocess.run([sys.executable, "-m", "sammed3d", "serve", "--host", "0.0.0.0", "--checkpoint", "demo"],
+                            capture_output=True, text=True, timeout=120, env=_env())
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "without a token" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def _wait_healthy(url, process, seconds=90):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError("sammed3d serve exited: %s" % process.stdout.read())
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.2)
+    raise AssertionError("sammed3d serve did not start in %d s" % seconds)
+
+
+@pytest.mark.slow
+def test_sammed3d_serve_process_serves_segment_server(ct_3mm_path, tmp_path):
+    from sammed3d.cli import main
+
+    port = free_port()
+    url = "http://127.0.0.1:%d" % port
+    process = subprocess.Popen([sys.executable, "-m", "sammed3d", "serve", "--host", "127.0.0.1", "--port", str(port),
+                                "--checkpoint", "demo", "--device", "cpu", "--token", TOKEN, "--log-level", "warning"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env())
+    try:
+        _wait_healthy(url, process)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url + "/info", timeout=10)
+        assert refused.value.code == 401
+        image = sitk.ReadImage(str(ct_3mm_path))
+        lps = image.TransformContinuousIndexToPhysicalPoint([n / 2 for n in image.GetSize()])
+        point = ["%.4f" % v for v in (-lps[0], -lps[1], lps[2])]
+        negative = ["%.4f" % v for v in (-lps[0] + 6, -lps[1], lps[2] + 3)]
+        common = [str(ct_3mm_path), "--point"] + point + ["--negative"] + negative + ["--checkpoint", "demo"]
+        assert main(["segment"] + common + ["-o", str(tmp_path / "local.nii.gz"), "--device", "cpu"]) == 0
+        assert main(["segment"] + common + ["-o", str(tmp_path / "remote.nii.gz"), "--server", url,
+                                            "--token", TOKEN]) == 0
+        local = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "local.nii.gz")))
+        remote = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "remote.nii.gz")))
+        assert local.any() and np.array_equal(local, remote)
+        # a wrong token: one line, exit 2, no output written
+        assert main(["segment"] + common + ["-o", str(tmp_path / "wrong.nii.gz"), "--server", url,
+                                            "--token", "wrong"]) == 2
+        assert not (tmp_path / "wrong.nii.gz").exists()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
