@@ -80,7 +80,12 @@ class Engine(object):
 
         def timed():
             waited = time.perf_counter() - submitted
-            return work(), waited
+            try:
+                return work(), waited
+            except (MemoryError, RuntimeError) as error:
+                if isinstance(error, RuntimeError) and "out of memory" not in str(error):
+                    raise
+                raise ApiError(503, "the server ran out of memory; try again later", "out_of_memory") from None
 
         return await asyncio.wrap_future(self.executor.submit(timed))
 
@@ -128,10 +133,19 @@ def _validation_message(error: RequestValidationError) -> str:
 def create_app(engine: Engine, settings: ServerSettings, clock: Callable[[], float] = time.monotonic) -> FastAPI:
     """The ASGI application (token and size guard included) serving `engine` under `settings`."""
     store = Store(settings.max_sessions, settings.memory_budget, settings.ttl, clock=clock)
+    async def sweep():
+        while True:  # idle sessions expire even when no request comes
+            await asyncio.sleep(min(60.0, max(1.0, settings.ttl / 4)))
+            store.expire()
+
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        yield
-        engine.executor.shutdown(wait=False)
+        sweeper = asyncio.ensure_future(sweep())
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            engine.executor.shutdown(wait=False)
 
     app = FastAPI(title="SAM-Med3D server", version=__version__, lifespan=lifespan,
                   description="Interactive 3D segmentation sessions (sammed3d serve). Every operation but /health "
