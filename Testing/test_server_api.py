@@ -292,3 +292,39 @@ def test_memory_budget_evicts_least_recently_used_volumes(model):
         digest, body = encode_volume(big)
         status, answer = raw(running, "PUT", "/volumes/" + digest, body)
         assert status == 413 and "memory budget" in answer["error"]
+
+
+def test_uploads_and_small_requests_are_not_blocked_by_inference(model):
+    """The inference worker is held busy: uploads, session state and /info still answer; a click waits its turn."""
+    image = small_image(seed=13)
+    with ServerThread(model) as running:
+        session_id, _ = open_raw_session(running, image)
+        release, busy = threading.Event(), threading.Event()
+
+        def hold_the_worker():
+            busy.set()
+            release.wait(60)
+
+        running.app.state.engine.executor.submit(hold_the_worker)
+        assert busy.wait(30)
+        clicked = {}
+
+        def click():
+            clicked["answer"] = raw(running, "POST", "/sessions/%s/points" % session_id,
+                                    json.dumps({"point": list(centre_ras(image))}))
+
+        clicker = threading.Thread(target=click)
+        clicker.start()
+        try:
+            other = small_image(seed=14)
+            digest, body = encode_volume(other)
+            assert raw(running, "PUT", "/volumes/" + digest, body)[0] == 201
+            assert raw(running, "GET", "/volumes/" + digest)[0] == 200
+            assert raw(running, "GET", "/info")[0] == 200
+            assert raw(running, "GET", "/sessions/" + session_id)[1]["version"] == 0
+            assert "answer" not in clicked  # the click is queued behind the busy worker
+        finally:
+            release.set()
+            clicker.join(60)
+        status, answer = clicked["answer"]
+        assert status == 200 and answer["version"] == 1 and answer["timings"]["queue"] > 0

@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "SAMMed3DSlicer"))
 sys.path.insert(0, str(REPO / "Testing"))
-DICOM = REPO.parent / "shared" / "data" / "ct_abdomen_dicom" / "dicom"
+DICOM = Path(os.environ.get("SAMMED3D_SHARED_DATA", REPO.parent / "shared" / "data")) / "ct_abdomen_dicom" / "dicom"
 TOKEN = "benchmark-token"
 #: [k, j, i] voxels of the CT: the first click, then refinements (negative, positive, positive)
 CLICKS = (((10, 250, 260), True), ((10, 270, 300), False), ((9, 240, 250), True), ((11, 262, 270), True))
@@ -100,27 +100,23 @@ def main():
         checkpoint = args.checkpoint or _random_vit_b(folder)
         process, url = _start_server(checkpoint, args.device, _free_port())
         try:
-            # ---- remote (server in its own process) ----
             connection = connect(url, TOKEN)
             print("server: %s on %s" % (connection.info["model"].split("/")[-1], connection.info["device"]))
             remote = RemoteSession(connection, image)
-            remote_masks, remote_times = [], []
+            local = InteractiveSession(sammed3d.load_model(checkpoint, device=args.device), image)
+            # Remote and local clicks alternate, so that both see the same load on a shared machine; the server
+            # process is idle while the local session computes.
+            remote_masks, remote_times, local_masks, local_times = [], [], [], []
             for kji, positive in CLICKS:
                 start = time.perf_counter()
                 remote_masks.append(sitk.GetArrayFromImage(remote.add_point(_ras(image, kji), positive)))
                 remote_times.append((time.perf_counter() - start, dict(remote.last_timings)))
+                start = time.perf_counter()
+                local_masks.append(sitk.GetArrayFromImage(local.add_point(_ras(image, kji), positive)))
+                local_times.append(time.perf_counter() - start)
         finally:
             process.terminate()
             process.wait(timeout=60)
-
-        # ---- local (this process, after the server has gone: no competition for the cores) ----
-        model = sammed3d.load_model(checkpoint, device=args.device)
-        local = InteractiveSession(model, image)
-        local_masks, local_times = [], []
-        for kji, positive in CLICKS:
-            start = time.perf_counter()
-            local_masks.append(sitk.GetArrayFromImage(local.add_point(_ras(image, kji), positive)))
-            local_times.append(time.perf_counter() - start)
 
     start = time.perf_counter()
     volume_hash(image)

@@ -256,16 +256,26 @@ def create_app(engine: Engine, settings: ServerSettings, clock: Callable[[], flo
     @app.get("/sessions/{session}", dependencies=_SECURED)
     async def session_state(request: Request, session: str = _SESSION):
         """The session's version and clicks (no mask)."""
-        return _state(session_or_404(request, session))
+        entry = session_or_404(request, session)
+
+        def read():
+            with entry.lock:  # waits for a computation on this session, in a pool thread (not the event loop)
+                return _state(entry)
+
+        return await run_in_threadpool(read)
 
     @app.get("/sessions/{session}/mask", dependencies=_SECURED)
     async def session_mask(request: Request, session: str = _SESSION):
         """The session's whole mask (a patch from an empty mask)."""
         entry = session_or_404(request, session)
-        with entry.lock:
-            mask, answer = entry.mask, _state(entry)
-        answer["patch"] = await run_in_threadpool(make_patch, None, mask)
-        return answer
+
+        def read():
+            with entry.lock:
+                mask, answer = entry.mask, _state(entry)
+            answer["patch"] = make_patch(None, mask)
+            return answer
+
+        return await run_in_threadpool(read)
 
     @app.delete("/sessions/{session}", status_code=204, dependencies=_SECURED)
     async def close_session(request: Request, session: str = _SESSION):
