@@ -328,3 +328,35 @@ def test_uploads_and_small_requests_are_not_blocked_by_inference(model):
             clicker.join(60)
         status, answer = clicked["answer"]
         assert status == 200 and answer["version"] == 1 and answer["timings"]["queue"] > 0
+
+
+def test_a_timed_out_click_leaves_the_client_as_it_was_and_is_reconciled(model):
+    """A click the server applied after the client gave up: the client's state is unchanged, and its next click
+    finds the server ahead (409) and replays its own clicks, so the mask matches the clicks the user has."""
+    from sammed3d.remote import ServerUnavailable
+
+    image = small_image(seed=15)
+    first, late, third = centre_ras(image), (centre_ras(image, (5, 0, 0)), False), (centre_ras(image, (-4, 3, 0)), True)
+    with ServerThread(model) as running:
+        connection = connect(running.url, TOKEN)
+        session = RemoteSession(connection, image)
+        after_first = sitk.GetArrayFromImage(session.add_point(first))
+        release = threading.Event()
+        running.app.state.engine.executor.submit(release.wait, 60)
+        connection.timeout = 1.0
+        try:
+            with pytest.raises(ServerUnavailable, match="did not answer within 1 s"):
+                session.add_point(*late)
+        finally:
+            release.set()
+        assert session.clicks == [(tuple(first), True)]
+        assert np.array_equal(session.mask_array(), after_first)
+        connection.timeout = 60.0
+        got = sitk.GetArrayFromImage(session.add_point(*third))
+        # open 0, first 1, late 2 (applied after the timeout), refused third (409), replay 3
+        assert session._version == 3  # noqa: SLF001
+    expected = InteractiveSession(model, image)
+    expected.add_point(first)
+    want = sitk.GetArrayFromImage(expected.add_point(*third))
+    assert np.array_equal(got, want)
+    assert not np.array_equal(want, after_first)
