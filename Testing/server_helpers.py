@@ -1,29 +1,13 @@
-"""A real `sammed3d serve` application under uvicorn in a thread, on 127.0.0.1 only, and tiny model weights."""
+"""A real `sammed3d serve` application under uvicorn in a thread, on 127.0.0.1 only."""
 import socket
 import threading
 import time
 
-import torch
 import uvicorn
 
-from sammed3d.model import build_sam_med3d
-from sammed3d.model.config import SamMed3DConfig
 from sammed3d.server import Engine, ServerSettings, create_app
 
 TOKEN = "test-token-5f2a9c"
-
-
-def tiny_model_weights(path, seed=0):
-    """A tiny SAM-Med3D with random weights saved as safetensors at `path`; returns the path as text."""
-    from sammed3d.weights import write_safetensors
-
-    torch.manual_seed(seed)
-    model = build_sam_med3d(SamMed3DConfig.named("tiny"))
-    with torch.no_grad():
-        for tensor in list(model.parameters()) + list(model.buffers()):
-            if tensor.dtype.is_floating_point:
-                tensor.normal_(0.0, 0.05)
-    return str(write_safetensors(model.state_dict(), path))
 
 
 def free_port():
@@ -35,12 +19,13 @@ def free_port():
 class ServerThread(object):
     """uvicorn serving create_app(...) on 127.0.0.1:port in a daemon thread; stop() ends it (sessions are lost)."""
 
-    def __init__(self, model, port=None, token=TOKEN, clock=time.monotonic, **settings):
+    def __init__(self, model, port=None, token=TOKEN, clock=time.monotonic, ssl=None, **settings):
         self.port = port or free_port()
-        self.url = "http://127.0.0.1:%d" % self.port
+        self.url = "%s://127.0.0.1:%d" % ("https" if ssl else "http", self.port)
         self.app = create_app(Engine(model, label="test"), ServerSettings(token, **settings), clock=clock)
+        tls = {"ssl_keyfile": ssl[0], "ssl_certfile": ssl[1]} if ssl else {}
         self._server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="error",
-                                                     lifespan="on"))
+                                                     lifespan="on", **tls))
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 
     def start(self):

@@ -145,6 +145,7 @@ def test_engine_choice_is_remembered_in_settings_and_validated():
         assert settings.values[SERVER_URL_KEY] == "http://gpu-box:8000"  # nothing written
     assert check_server_url("https://proxy.example.org/sam/") == "https://proxy.example.org/sam"
     assert "s3cret" not in repr(choice)
+    assert not choice.needs_local_packages and EngineChoice().needs_local_packages  # no PyTorch for a server
 
     from SAMMed3DSlicerLib import InteractiveSegmentationLogic
 
@@ -153,6 +154,30 @@ def test_engine_choice_is_remembered_in_settings_and_validated():
     assert (logic.server, logic.token) == ("http://gpu-box:8000", "s3cret")
     apply_engine_choice(logic, EngineChoice())
     assert (logic.server, logic.token) == (None, None)
+
+
+def test_https_with_a_private_certificate_authority(tmp_path, ct_3mm_path):
+    """uvicorn's TLS options (what `sammed3d serve --ssl-keyfile/--ssl-certfile` passes): the client verifies the
+    server's certificate against the CA it is given and refuses one it cannot verify."""
+    import shutil
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    model = sammed3d.load_model("demo", "cpu")
+    image = sitk.ReadImage(str(ct_3mm_path))
+    lps = image.TransformContinuousIndexToPhysicalPoint([n / 2 for n in image.GetSize()])
+    with ServerThread(model, ssl=(str(key), str(cert))) as server:
+        assert server.url.startswith("https://")
+        with pytest.raises(RemoteError, match="TLS|certificate|SSL"):
+            connect(server.url, TOKEN, timeout=10)
+        from sammed3d.remote import RemoteSession
+
+        session = RemoteSession(connect(server.url, TOKEN, cafile=str(cert)), image)
+        assert sitk.GetArrayViewFromImage(session.add_point((-lps[0], -lps[1], lps[2]))).any()
 
 
 def test_unreachable_server_gives_one_clear_line():

@@ -30,6 +30,11 @@ class EngineChoice(object):
     def is_remote(self) -> bool:
         return self.kind == SERVER
 
+    @property
+    def needs_local_packages(self) -> bool:
+        """Whether PyTorch and the model packages must be installed here (not for a server engine)."""
+        return not self.is_remote
+
     def logic_options(self) -> dict:
         """Keyword arguments for :meth:`InteractiveSegmentationLogic.set_engine` (server None: this computer)."""
         if not self.is_remote:

@@ -73,14 +73,15 @@ class ServerConnection(object):
         self._ssl = ssl.create_default_context(cafile=cafile) if self._https else None
         self.info = {}  # type: Dict
 
-    def _connection(self):
+    def _connection(self, timeout: float):
         if self._https:
-            return http.client.HTTPSConnection(self._host, self._port, timeout=self.timeout, context=self._ssl)
-        return http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
+            return http.client.HTTPSConnection(self._host, self._port, timeout=timeout, context=self._ssl)
+        return http.client.HTTPConnection(self._host, self._port, timeout=timeout)
 
     def request(self, method: str, path: str, payload=None, body: Optional[bytes] = None,
-                ok=(200, 201, 204)) -> Tuple[int, Dict]:
+                ok=(200, 201, 204), timeout: Optional[float] = None) -> Tuple[int, Dict]:
         """(status, JSON answer) of one request; RemoteError for anything but the `ok` statuses."""
+        timeout = self.timeout if timeout is None else float(timeout)
         headers = {"Authorization": "Bearer " + self.token, "X-Client-Id": self.client_id,
                    "Accept": "application/json"}
         if payload is not None:
@@ -88,7 +89,7 @@ class ServerConnection(object):
             headers["Content-Type"] = "application/json"
         elif body is not None:
             headers["Content-Type"] = "application/octet-stream"
-        connection = self._connection()
+        connection = self._connection(timeout)
         try:
             connection.request(method, self._prefix + path, body=body, headers=headers)
             response = connection.getresponse()
@@ -96,7 +97,7 @@ class ServerConnection(object):
             status = response.status
         except socket.timeout:
             raise ServerUnavailable("the SAM-Med3D server at %s did not answer within %.0f s"
-                                    % (self.url, self.timeout)) from None
+                                    % (self.url, timeout)) from None
         except ssl.SSLError as error:
             raise ServerUnavailable("TLS error talking to %s: %s" % (self.url, error.reason or error)) from None
         except (ConnectionError, OSError, http.client.HTTPException) as error:
@@ -121,9 +122,9 @@ class ServerConnection(object):
         raise RemoteError("the SAM-Med3D server refused the request: %s" % (message or "HTTP %d" % status),
                           status, code)
 
-    def check(self) -> Dict:
+    def check(self, timeout: float = 15.0) -> Dict:
         """Ask the server who it is (needs a valid token): model, device, limits. Raises RemoteError otherwise."""
-        _, self.info = self.request("GET", "/info")
+        _, self.info = self.request("GET", "/info", timeout=min(timeout, self.timeout))
         return self.info
 
     def __repr__(self):
