@@ -1,6 +1,6 @@
 """The client side of `sammed3d serve` and the `serve` command itself.
 
-The remote client runs without PyTorch (a subprocess that segments through a server never imports torch); the wire
+The Slicer logic runs on a server engine where PyTorch cannot be imported (a subprocess on real MRML); the wire
 format round-trips volumes and masks and refuses malformed bytes; the engine choice is remembered without the scene;
 `sammed3d serve` refuses a network address without a token, and a real `sammed3d serve` process serves
 `sammed3d segment --server` with the result of a local `sammed3d segment`.
@@ -44,29 +44,65 @@ def _env():
     return env
 
 
-def test_the_remote_client_segments_without_importing_torch(ct_3mm_path):
-    model = sammed3d.load_model("demo", "cpu")
-    with ServerThread(model) as server:
-        script = textwrap.dedent("""
-            import sys
-            import SimpleITK as sitk
-            from sammed3d.remote import RemoteSession, connect
-            image = sitk.ReadImage(sys.argv[1])
-            session = RemoteSession(connect(sys.argv[2], sys.argv[3]), image)
-            lps = image.TransformContinuousIndexToPhysicalPoint([n / 2 for n in image.GetSize()])
-            mask = session.add_point((-lps[0], -lps[1], lps[2]))
-            session.add_point((-lps[0] + 5, -lps[1], lps[2]), False)
-            session.undo()
-            print(int(sitk.GetArrayViewFromImage(session.mask_image()).sum()))
-            heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "requests", "fastapi"))
-            print("heavy:", heavy)
-        """)
-        result = subprocess.run([sys.executable, "-c", script, str(ct_3mm_path), server.url, TOKEN],
-                                capture_output=True, text=True, timeout=120, env=_env())
-    assert result.returncode == 0, result.stderr
-    voxels, heavy = result.stdout.strip().splitlines()
-    assert int(voxels) > 0
-    assert heavy == "heavy: []"
+#: Makes `import torch` fail in a subprocess, as on a workstation without PyTorch.
+NO_TORCH = textwrap.dedent("""
+    import sys
+
+    class NoTorch(object):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] == "torch":
+                raise ImportError("PyTorch is not installed here")
+
+    sys.meta_path.insert(0, NoTorch())
+""")
+
+
+def test_the_slicer_logic_runs_on_a_server_without_pytorch(ct_3mm_path, tmp_path):
+    """A subprocess where `import torch` fails runs the Slicer logic on real MRML with a server engine; the segment
+    equals what the local logic writes in this process."""
+    from SAMMed3DSlicerLib import InteractiveSegmentationLogic
+    from SAMMed3DSlicerLib.prompt_nodes import prompt_nodes
+    from SAMMed3DSlicerLib.segment_io import read_segment_in_volume_grid
+    from slicer_scene import build_scene
+
+    image = sitk.ReadImage(str(ct_3mm_path))
+    clicks = [("positive", (15, 50, 60)), ("negative", (15, 56, 66))]
+    scene_code = NO_TORCH + textwrap.dedent("""
+        import numpy as np
+        import SimpleITK as sitk
+        from SAMMed3DSlicerLib import InteractiveSegmentationLogic
+        from SAMMed3DSlicerLib.prompt_nodes import prompt_nodes
+        from SAMMed3DSlicerLib.segment_io import read_segment_in_volume_grid
+        from slicer_scene import build_scene, place
+
+        scene, volume, segmentation, other, target = build_scene(sitk.ReadImage(sys.argv[1]))
+        positive, negative = prompt_nodes(segmentation, target)
+        logic = InteractiveSegmentationLogic(server=sys.argv[2], token=sys.argv[3], max_rois=1)
+        for which, kji in %r:
+            place(positive if which == "positive" else negative, volume, kji)
+            logic.segment(volume, segmentation, target, positive, negative)
+        np.save(sys.argv[4], sitk.GetArrayFromImage(read_segment_in_volume_grid(segmentation, target, volume)))
+        print("heavy:", sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "requests", "fastapi")))
+    """ % (clicks,))
+    env = _env()
+    env["PYTHONPATH"] = os.pathsep.join([str(MODULE_DIR), str(REPO / "Testing"), env["PYTHONPATH"]])
+    with ServerThread(sammed3d.load_model("demo", "cpu")) as server:
+        result = subprocess.run([sys.executable, "-c", scene_code, str(ct_3mm_path), server.url, TOKEN,
+                                 str(tmp_path / "remote.npy")], capture_output=True, text=True, timeout=180, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "heavy: []"
+
+    scene, volume, segmentation, other, target = build_scene(image)
+    positive, negative = prompt_nodes(segmentation, target)
+    logic = InteractiveSegmentationLogic(checkpoint="demo", device="cpu", max_rois=1)
+    from slicer_scene import place
+
+    for which, kji in clicks:
+        place(positive if which == "positive" else negative, volume, kji)
+        logic.segment(volume, segmentation, target, positive, negative)
+    local = sitk.GetArrayFromImage(read_segment_in_volume_grid(segmentation, target, volume))
+    remote = np.load(str(tmp_path / "remote.npy"))
+    assert local.any() and np.array_equal(local, remote)
 
 
 def test_volumes_round_trip_and_bad_bytes_are_refused():
@@ -209,7 +245,6 @@ def _wait_healthy(url, process, seconds=90):
     raise AssertionError("sammed3d serve did not start in %d s" % seconds)
 
 
-@pytest.mark.slow
 def test_sammed3d_serve_process_serves_segment_server(ct_3mm_path, tmp_path):
     from sammed3d.cli import main
 

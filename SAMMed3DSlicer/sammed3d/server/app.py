@@ -14,7 +14,6 @@ requests are served meanwhile by the event loop and its thread pool.
 """
 import asyncio
 import contextlib
-import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Dict, Optional
@@ -35,7 +34,6 @@ from .guard import Guard
 from .schemas import AddPoint, Edit, OpenSession, SetClicks, SetSeed
 from .store import SessionEntry, Store
 
-log = logging.getLogger(__name__)
 
 _bearer = HTTPBearer(auto_error=False, description="the server's token (`sammed3d serve --token`)")
 _SECURED = [Security(_bearer)]
@@ -133,6 +131,7 @@ def _validation_message(error: RequestValidationError) -> str:
 def create_app(engine: Engine, settings: ServerSettings, clock: Callable[[], float] = time.monotonic) -> FastAPI:
     """The ASGI application (token and size guard included) serving `engine` under `settings`."""
     store = Store(settings.max_sessions, settings.memory_budget, settings.ttl, clock=clock)
+
     async def sweep():
         while True:  # idle sessions expire even when no request comes
             await asyncio.sleep(min(60.0, max(1.0, settings.ttl / 4)))
