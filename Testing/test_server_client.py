@@ -124,13 +124,23 @@ def test_volumes_round_trip_and_bad_bytes_are_refused():
     assert volume_hash(other) != digest
     with pytest.raises(WireError, match="hash"):
         decode_volume(body, volume_hash(other))
-    # a "zip bomb": a tiny header, far more data than declared
-    header_end = 12 + int.from_bytes(body[8:12], "little")
+    # a "zip bomb": a small header and a chunk that inflates far beyond what the header declares
+    import json
     import zlib
 
-    bomb = body[:header_end] + zlib.compress(b"\0" * (64 << 20))
+    header = json.loads(body[12:12 + int.from_bytes(body[8:12], "little")])
+    data = zlib.compress(b"\0" * (64 << 20))
+    header.update(chunks=[len(data)], chunk_bytes=1 << 30)
+    head = json.dumps(header).encode()
     with pytest.raises(WireError, match="more"):
-        decode_volume(bomb)
+        decode_volume(b"SM3DVOL1" + len(head).to_bytes(4, "little") + head + data)
+    with pytest.raises(WireError, match="chunk"):
+        decode_volume(body[:-1])
+    # several chunks (a volume larger than one chunk) round-trip too
+    big = sitk.GetImageFromArray(rng.integers(-1000, 2000, size=(9, 300, 301)).astype(np.int16))
+    digest, body = encode_volume(big)
+    assert len(json.loads(body[12:12 + int.from_bytes(body[8:12], "little")])["chunks"]) == 2
+    assert np.array_equal(sitk.GetArrayFromImage(decode_volume(body, digest)), sitk.GetArrayFromImage(big))
     with pytest.raises(WireError, match="at most"):
         decode_volume(body, max_voxels=100)
 

@@ -2,8 +2,9 @@
 
 Needs only numpy, SimpleITK and the standard library (the client side runs where PyTorch is not installed).
 
-* A **volume** travels once, as ``MAGIC | uint32 header length | JSON header | zlib(byte-shuffled voxels)``; the
-  header holds the size (i, j, k), the voxel type and the LPS geometry. Its **content hash** (SHA-256 of the
+* A **volume** travels once, as ``MAGIC | uint32 header length | JSON header | zlib chunks``: the voxels, byte-shuffled,
+  cut in ``chunk_bytes`` pieces compressed independently (on several cores); the header holds the size (i, j, k), the
+  voxel type, the LPS geometry and the compressed length of each chunk. Its **content hash** (SHA-256 of the
   canonical header and the raw voxels) names it on the server, so a volume already there is never sent again.
 * A **mask** is uint8 0/1 in the image's [k, j, i] order; it travels bit-packed and zlib-compressed. A **patch** is
   the new content of the mask inside a box ``[k0, j0, i0, k1, j1, i1]`` (end exclusive): every answer of the server
@@ -15,8 +16,10 @@ import base64
 import hashlib
 import json
 import math
+import os
 import struct
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
@@ -76,14 +79,30 @@ def _unshuffle(data: bytes, dtype: np.dtype, count: int) -> np.ndarray:
     return planes.reshape(dtype.itemsize, count).T.copy().view(dtype).reshape(count)
 
 
+#: Raw bytes per independently compressed chunk: chunks are (de)compressed on several cores (zlib frees the GIL).
+CHUNK_BYTES = 1 << 20
+
+
+def _pool_map(function, items):
+    items = list(items)
+    workers = min(8, os.cpu_count() or 1, len(items))
+    if workers <= 1:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(function, items))
+
+
 def encode_volume(image: sitk.Image, level: int = 1) -> Tuple[str, bytes]:
     """(content hash, upload body) for a 3D scalar image."""
     header = volume_header(image)
     raw = _voxels_le(image)
     digest = hashlib.sha256(_canonical(header))
     digest.update(memoryview(raw).cast("B"))
-    head = _canonical(header)
-    return digest.hexdigest(), MAGIC + struct.pack("<I", len(head)) + head + zlib.compress(_shuffle(raw), level)
+    shuffled = memoryview(_shuffle(raw))
+    pieces = _pool_map(lambda start: zlib.compress(shuffled[start:start + CHUNK_BYTES], level),
+                       range(0, len(shuffled), CHUNK_BYTES))
+    head = _canonical(dict(header, chunks=[len(piece) for piece in pieces], chunk_bytes=CHUNK_BYTES))
+    return digest.hexdigest(), b"".join([MAGIC, struct.pack("<I", len(head)), head] + pieces)
 
 
 def _check_geometry(header: Dict, max_voxels: int) -> Tuple[Tuple[int, int, int], np.dtype]:
@@ -134,16 +153,19 @@ def decode_volume(body: bytes, expected_hash: Optional[str] = None, max_voxels: 
     size, dtype = _check_geometry(header, max_voxels)
     count = math.prod(size)
     expected_bytes = count * dtype.itemsize
-    inflater = zlib.decompressobj()
+    data = memoryview(body)[start + length:]
     try:
-        raw = inflater.decompress(body[start + length:], expected_bytes)
-        leftover = inflater.unconsumed_tail or (not inflater.eof)
-    except zlib.error:
-        raise WireError("the voxel data is not valid zlib data") from None
-    if len(raw) != expected_bytes or leftover:
-        raise WireError("the voxel data holds %s bytes, the header declares %d"
-                        % ("more" if len(raw) == expected_bytes else len(raw), expected_bytes))
-    voxels = _unshuffle(raw, dtype, count).reshape(size[::-1])
+        chunk_bytes = int(header.get("chunk_bytes", expected_bytes))
+        lengths = [int(n) for n in header.get("chunks", [len(data)])]
+    except (TypeError, ValueError):
+        raise WireError("the volume header's chunk list is invalid") from None
+    expected_chunks = max(1, -(-expected_bytes // max(chunk_bytes, 1)))
+    if chunk_bytes < 1 or len(lengths) != expected_chunks or min(lengths) < 0 or sum(lengths) != len(data):
+        raise WireError("the volume header's chunk list does not match the voxel data")
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).tolist()
+    raws = _pool_map(lambda i: _inflate(data[offsets[i]:offsets[i + 1]],
+                                        min(chunk_bytes, expected_bytes - i * chunk_bytes)), range(len(lengths)))
+    voxels = _unshuffle(b"".join(raws), dtype, count).reshape(size[::-1])
     if voxels.dtype.kind == "f" and not np.all(np.isfinite(voxels)):
         raise WireError("the volume holds non-finite voxel values")
     clean = {key: header[key] for key in ("size", "dtype", "spacing", "origin", "direction")}
@@ -157,6 +179,20 @@ def decode_volume(body: bytes, expected_hash: Optional[str] = None, max_voxels: 
     image.SetOrigin([float(v) for v in clean["origin"]])
     image.SetDirection([float(v) for v in clean["direction"]])
     return image
+
+
+def _inflate(piece, expected: int) -> bytes:
+    """Decompress one chunk that must inflate to exactly `expected` bytes (never more are produced)."""
+    inflater = zlib.decompressobj()
+    try:
+        raw = inflater.decompress(piece, expected)
+        leftover = inflater.unconsumed_tail or not inflater.eof
+    except zlib.error:
+        raise WireError("the voxel data is not valid zlib data") from None
+    if len(raw) != expected or leftover:
+        raise WireError("the voxel data holds %s bytes, the header declares %d"
+                        % ("more" if len(raw) == expected else len(raw), expected))
+    return raw
 
 
 # ---- masks and patches ---------------------------------------------------------------------------------------

@@ -212,7 +212,8 @@ def create_app(engine: Engine, settings: ServerSettings, clock: Callable[[], flo
 
     @app.put("/volumes/{volume}", status_code=201, dependencies=_SECURED, openapi_extra={"requestBody": {
         "required": True, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
-        "description": "MAGIC 'SM3DVOL1', uint32 header length, JSON header, zlib(byte-shuffled voxels)"}})
+        "description": "MAGIC 'SM3DVOL1', uint32 header length, JSON header, zlib chunks of the "
+                       "byte-shuffled voxels (see sammed3d.remote.wire)"}})
     async def upload_volume(request: Request, volume: str = _VOLUME):
         """Upload a volume under its content hash (checked)."""
         entry = store.volume(volume)
