@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import sammed3d
 from sammed3d.remote import RemoteSession, ServerConnection, connect
-from sammed3d.remote.wire import encode_volume, volume_hash
+from sammed3d.remote.wire import encode_volume, pack_mask, volume_hash
 from sammed3d.session import InteractiveSession
 from server_helpers import TOKEN, ServerThread
 
@@ -148,6 +148,7 @@ def test_garbage_bodies_get_4xx_never_5xx_and_the_server_still_works(server, mod
         ("POST", "/sessions/%s/points" % session_id, {"point": [1e6, 1e6, 1e6]}),  # outside the image
         ("POST", "/sessions/%s/clicks" % session_id, {"clicks": [[point, True]] * 1001}),
         ("POST", "/sessions/%s/seed" % session_id, {"mask": "AAAA"}),
+        ("POST", "/sessions/%s/seed" % session_id, {"mask": pack_mask(np.ones((2, 2, 2)))}),  # wrong shape
         ("POST", "/sessions", {"volume": "0" * 64}),
         ("POST", "/sessions", {"volume": volume_id, "precision": "fp16"}),  # no fp16 on a CPU server
         ("POST", "/sessions", {"volume": volume_id, "seed": "bm90IHpsaWI="}),
@@ -360,3 +361,22 @@ def test_a_timed_out_click_leaves_the_client_as_it_was_and_is_reconciled(model):
     want = sitk.GetArrayFromImage(expected.add_point(*third))
     assert np.array_equal(got, want)
     assert not np.array_equal(want, after_first)
+
+
+def test_seeded_sessions_undo_redo_reset_match_the_local_session(server, model):
+    image = small_image(seed=16)
+    seed = np.zeros(sitk.GetArrayViewFromImage(image).shape, np.uint8)
+    seed[2:6, 3:9, 4:12] = 1
+    seed_image = sitk.GetImageFromArray(seed)
+    seed_image.CopyInformation(image)
+    local, remote = InteractiveSession(model, image), RemoteSession(connect(server.url, TOKEN), image)
+    steps = [lambda s: s.seed(seed_image), lambda s: s.add_point(centre_ras(image)),
+             lambda s: s.add_point(centre_ras(image, (5, 0, 0)), False), lambda s: s.undo(), lambda s: s.redo(),
+             lambda s: s.set_clicks([(centre_ras(image, (0, 3, 0)), True)]), lambda s: s.seed(None),
+             lambda s: s.reset()]
+    for index, step in enumerate(steps):
+        step(local)
+        step(remote)
+        assert np.array_equal(remote.mask_array(), local.mask_array()), index
+        assert remote.clicks == local.clicks, index
+    assert np.array_equal(remote.mask_array(), np.zeros_like(seed))
