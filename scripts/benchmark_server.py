@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,6 +82,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", help="weights (default: random vit_b written to a temporary folder)")
     parser.add_argument("--device", default="cpu", help="the server's device (the local session uses it too)")
+    parser.add_argument("--pause", type=float, default=1.0, help="seconds between the remote and the local clicks")
     args = parser.parse_args()
 
     import SimpleITK as sitk
@@ -104,16 +106,21 @@ def main():
             print("server: %s on %s" % (connection.info["model"].split("/")[-1], connection.info["device"]))
             remote = RemoteSession(connection, image)
             local = InteractiveSession(sammed3d.load_model(checkpoint, device=args.device), image)
-            # Remote and local clicks alternate, so that both see the same load on a shared machine; the server
-            # process is idle while the local session computes.
+            # Local clicks run on a worker thread, as in Slicer (and as on the server). Remote and local clicks
+            # alternate, with a pause so that neither side's threads are still busy when the other one starts:
+            # both see the same load on a shared machine.
+            worker = ThreadPoolExecutor(max_workers=1)
             remote_masks, remote_times, local_masks, local_times = [], [], [], []
             for kji, positive in CLICKS:
                 start = time.perf_counter()
                 remote_masks.append(sitk.GetArrayFromImage(remote.add_point(_ras(image, kji), positive)))
                 remote_times.append((time.perf_counter() - start, dict(remote.last_timings)))
+                time.sleep(args.pause)
                 start = time.perf_counter()
-                local_masks.append(sitk.GetArrayFromImage(local.add_point(_ras(image, kji), positive)))
+                mask = worker.submit(local.add_point, _ras(image, kji), positive).result()
                 local_times.append(time.perf_counter() - start)
+                local_masks.append(sitk.GetArrayFromImage(mask))
+                time.sleep(args.pause)
         finally:
             process.terminate()
             process.wait(timeout=60)
