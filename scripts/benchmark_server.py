@@ -113,8 +113,9 @@ def main():
             remote_masks, remote_times, local_masks, local_times = [], [], [], []
             for kji, positive in CLICKS:
                 start = time.perf_counter()
-                remote_masks.append(sitk.GetArrayFromImage(remote.add_point(_ras(image, kji), positive)))
+                mask = remote.add_point(_ras(image, kji), positive)
                 remote_times.append((time.perf_counter() - start, dict(remote.last_timings)))
+                remote_masks.append(sitk.GetArrayFromImage(mask))
                 time.sleep(args.pause)
                 start = time.perf_counter()
                 mask = worker.submit(local.add_point, _ras(image, kji), positive).result()
