@@ -380,3 +380,11 @@ def test_seeded_sessions_undo_redo_reset_match_the_local_session(server, model):
         assert np.array_equal(remote.mask_array(), local.mask_array()), index
         assert remote.clicks == local.clicks, index
     assert np.array_equal(remote.mask_array(), np.zeros_like(seed))
+
+
+def test_a_64_bit_integer_image_travels_as_float32_with_the_same_result(server, model):
+    image = sitk.Cast(small_image(seed=17), sitk.sitkInt64)
+    point = centre_ras(image)
+    expected = sitk.GetArrayFromImage(InteractiveSession(model, image).add_point(point))
+    got = sitk.GetArrayFromImage(RemoteSession(connect(server.url, TOKEN), image).add_point(point))
+    assert expected.any() and np.array_equal(got, expected)

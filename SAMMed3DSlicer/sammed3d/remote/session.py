@@ -20,7 +20,7 @@ import SimpleITK as sitk
 from ..errors import PromptError
 from ..image_io import validate_image
 from .client import RemoteError, ServerConnection
-from .wire import WireError, apply_patch, encode_volume, pack_mask, volume_hash
+from .wire import WireError, apply_patch, encode_volume, pack_mask, sendable, volume_hash
 
 _KEEP = object()
 
@@ -190,11 +190,12 @@ class RemoteSession(object):
     def _open(self, seed: Optional[np.ndarray], timings: Dict) -> None:
         """Upload the image unless the server has it, and open a session on it (seeded with `seed`)."""
         start = time.perf_counter()
+        upload = sendable(self.image)
         if self._hash is None:
-            self._hash = volume_hash(self.image)
+            self._hash = volume_hash(upload)
         status, _ = self.connection.request("GET", "/volumes/%s" % self._hash, ok=(200, 404))
         if status == 404:
-            digest, body = encode_volume(self.image)
+            digest, body = encode_volume(upload)
             self.connection.request("PUT", "/volumes/%s" % digest, body=body)
         timings["upload"] += time.perf_counter() - start
         payload = {"volume": self._hash, "mapping": self.mapping, "max_rois": self.max_rois,
@@ -205,7 +206,7 @@ class RemoteSession(object):
             if error.code != "unknown_volume":
                 raise
             # evicted between the two requests: send it again, once
-            digest, body = encode_volume(self.image)
+            digest, body = encode_volume(upload)
             self.connection.request("PUT", "/volumes/%s" % digest, body=body)
             _, answer = self.connection.request("POST", "/sessions", payload)
         self._session_id, self._version = answer["session"], None  # our mask is not this session's yet

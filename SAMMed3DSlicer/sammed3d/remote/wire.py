@@ -25,16 +25,25 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 import SimpleITK as sitk
 
+from ..errors import SamMed3DError
+
 MAGIC = b"SM3DVOL1"
 #: Voxel types a volume may have on the wire (little-endian).
 DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 
 
-class WireError(ValueError):
+class WireError(SamMed3DError, ValueError):
     """Bytes or fields that do not describe a valid volume, mask or patch (a one-line reason)."""
 
 
 # ---- volumes ---------------------------------------------------------------------------------------------------
+def sendable(image: sitk.Image) -> sitk.Image:
+    """`image`, or a float32 copy when its voxel type cannot travel (64-bit integers; the model reads float32)."""
+    if np.dtype(sitk.GetArrayViewFromImage(image).dtype).name in DTYPES:
+        return image
+    return sitk.Cast(image, sitk.sitkFloat32)
+
+
 def volume_header(image: sitk.Image) -> Dict:
     """The JSON-able description of a 3D scalar SimpleITK image: size (i, j, k), dtype, LPS geometry."""
     dtype = np.dtype(sitk.GetArrayViewFromImage(image).dtype).newbyteorder("<")
