@@ -388,3 +388,16 @@ def test_a_64_bit_integer_image_travels_as_float32_with_the_same_result(server, 
     expected = sitk.GetArrayFromImage(InteractiveSession(model, image).add_point(point))
     got = sitk.GetArrayFromImage(RemoteSession(connect(server.url, TOKEN), image).add_point(point))
     assert expected.any() and np.array_equal(got, expected)
+
+
+def test_idle_sessions_expire_without_any_request(model):
+    """The server's sweeper drops idle sessions and volumes by itself (here: a 0.5 s time-to-live)."""
+    import time
+
+    with ServerThread(model, ttl=0.5) as running:
+        open_raw_session(running, small_image(seed=18))  # asserts that the session was opened
+        deadline = time.monotonic() + 20
+        while running.store._sessions and time.monotonic() < deadline:  # noqa: SLF001 - no request may touch it
+            time.sleep(0.1)
+        assert running.store.counts() == {"volumes": 0, "sessions": 0}
+        assert running.store.evicted["expired_sessions"] == 1
