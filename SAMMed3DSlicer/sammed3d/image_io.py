@@ -164,6 +164,13 @@ def read_image(path) -> sitk.Image:
     return validate_image(image, name="image %s" % path.name)
 
 
+def count_nonfinite_voxels(image: sitk.Image) -> int:
+    """How many voxels are NaN or +-inf (always 0 for integer pixel types)."""
+    if image.GetPixelID() not in (sitk.sitkFloat32, sitk.sitkFloat64):
+        return 0
+    return int(np.count_nonzero(~np.isfinite(sitk.GetArrayViewFromImage(image))))
+
+
 def _suffix(path: Path, suffixes=WRITE_SUFFIXES) -> Optional[str]:
     name = path.name.lower()
     for suffix in suffixes:
@@ -210,9 +217,16 @@ def write_image_atomic(image: sitk.Image, path, compress: bool = True,
         image = sitk.Image(image)  # shallow copy: do not add metadata to the caller's image
         for key, value in segmentation_metadata(image, segment_names).items():
             image.SetMetaData(key, value)
+    temp = ""
     try:
         with atomic_path(path, suffix) as temp_name:
+            temp = temp_name
             sitk.WriteImage(image, temp_name, compress)
-    except (RuntimeError, OSError) as error:
-        raise SamMed3DError("cannot write %s: %s" % (path, _first_line(error))) from None
+    except OSError as error:
+        raise SamMed3DError("cannot write %s: %s" % (path, error.strerror or _first_line(error))) from None
+    except RuntimeError as error:  # ITK names the temporary file: show the user's path instead
+        message = _first_line(error)
+        if temp:
+            message = message.replace(temp, str(path)).replace(os.path.basename(temp), path.name)
+        raise SamMed3DError("cannot write %s: %s" % (path, message)) from None
     return path

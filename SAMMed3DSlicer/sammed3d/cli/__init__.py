@@ -1,7 +1,8 @@
 """The `sammed3d` command line: `segment`, `evaluate` and `train` sub-commands.
 
 Each sub-command lives in its own module exposing ``add_parser(subparsers)`` (which registers the arguments and sets
-``func``). User errors (:class:`sammed3d.errors.SamMed3DError`) print one line and exit with status 2; no traceback.
+``func``). User errors (:class:`sammed3d.errors.SamMed3DError`) and usage errors print one line and exit with status 2; no
+traceback.
 """
 import argparse
 import importlib
@@ -12,8 +13,15 @@ from ..errors import SamMed3DError
 SUBCOMMANDS = ("segment", "evaluate", "train")
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """Usage errors in one line with a --help hint (argparse prints the whole usage block), exit status 2."""
+
+    def error(self, message):
+        self.exit(2, "%s: error: %s (see %s --help)\n" % (self.prog, message, self.prog))
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="sammed3d", description="SAM-Med3D promptable 3D segmentation: segment, evaluate, fine-tune."
     )
     from .. import __version__
