@@ -62,6 +62,11 @@ def run(args) -> int:
     output = Path(args.output)
     check_outputs([("-o", args.output, WRITE_SUFFIXES), ("--overlay", args.overlay, (".png",)),
                    ("--save-roi", args.save_roi, None)], inputs=[args.image, args.points])
+    if args.overlay:
+        from ..overlay import overlay_available
+
+        if not overlay_available():
+            raise SamMed3DError("--overlay needs matplotlib: pip install matplotlib")
     clicks = _clicks(args)
     if args.max_rois < 1:
         raise SamMed3DError("--max-rois must be at least 1")
@@ -95,7 +100,7 @@ def run(args) -> int:
     if args.overlay:
         from ..overlay import write_overlay_png
 
-        write_overlay_png(image, mask, clicks[0][0], Path(args.overlay))
+        write_overlay_png(image, mask, clicks[0][0], Path(args.overlay), clicks=clicks)
     if args.save_roi:
         from ..roi_export import save_rois
 
