@@ -66,6 +66,7 @@ def test_segment_agrees_with_the_official_model_and_mapping(official_tiny, check
         assert dice(sitk.GetArrayFromImage(result), expected) >= threshold, flag
 
 
+@pytest.mark.slow
 def test_dicom_series_organs(official_tiny, checkpoint, shared_data, tmp_path):
     folder = shared_data / "ct_abdomen_dicom"
     from sammed3d.evaluation.datasets import load_label_in_image_grid
@@ -101,9 +102,10 @@ def official_speckle():
     return randomize_(official_model(SamMed3DConfig.named("tiny")), seed=7)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["ct_3mm", "dicom", "mr_oblique"])
 def test_official_mapping_agrees_with_the_current_official_release(case, official_tiny, official_speckle, checkpoint,
-                                                                   ct_3mm_path, shared_data, tmp_path):
+                                                                   ct_3mm_path, tmp_path, request):
     """`--official-mapping` vs the official main-branch post-processing on the same ROI and logits."""
     from sammed3d.image_io import read_image
 
@@ -112,7 +114,7 @@ def test_official_mapping_agrees_with_the_current_official_release(case, officia
         image = read_image(path)
         point = organ_point(sitk.ReadImage(path.replace("image.nii.gz", "labels.nii.gz")), ORGANS["liver"])
     elif case == "dicom":
-        path = str(shared_data / "ct_abdomen_dicom" / "dicom")
+        path = str(request.getfixturevalue("shared_data") / "ct_abdomen_dicom" / "dicom")
         image = target = read_image(path)
         point = geometry_point(image, (0.35, 0.55, 0.5))
     else:
@@ -226,6 +228,7 @@ def test_nan_and_constant_images_segment_or_fail_cleanly(kind, checkpoint, tmp_p
         assert code == 2 and len(captured.err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_console_entry_point_runs(tmp_path):
     result = subprocess.run([sys.executable, "-m", "sammed3d", "segment", str(tmp_path / "missing.nii.gz"), "-o",
                              str(tmp_path / "o.nii.gz"), "--point", "0", "0", "0"], capture_output=True, text=True,

@@ -286,6 +286,7 @@ def test_balanced_cross_entropy_keeps_a_gradient_on_small_objects():
     assert dice_ce_loss(perfect, target, balanced=True) < 1e-3
 
 
+@pytest.mark.slow
 def test_resume_with_more_steps_continues_the_new_schedule_and_the_clock(dataset, tmp_path):
     """--steps 2 (milestone 0.5: lr x0.1 from step 2 on), then --resume --steps 6 (milestone at step 3): the third
     step runs at the NEW schedule's full lr, not the old schedule's reduced one; `elapsed` keeps counting."""
