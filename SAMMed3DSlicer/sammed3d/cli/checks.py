@@ -1,10 +1,11 @@
-"""Input checks shared by the sub-commands that print one-line notes: markups points, non-finite voxels."""
+"""Checks of the command line's inputs that print one-line notes or errors: markups points, non-finite voxels,
+the overlay's plotting library. Output paths are checked by :mod:`sammed3d.output_paths`."""
 from __future__ import annotations
 
 import sys
 from typing import List
 
-from ..errors import PromptError
+from ..errors import PromptError, SamMed3DError
 
 
 def markups_clicks(path, given: int = 0) -> List:
@@ -43,3 +44,11 @@ def warn_about_nonfinite_voxels(image, shown) -> int:
         print("warning: %s has %d NaN/infinite voxel(s) (%.1f%%); they are treated as 0"
               % (shown, count, 100.0 * count / total), file=sys.stderr)
     return count
+
+
+def require_overlay_support() -> None:
+    """--overlay draws with matplotlib: say so before any work when it is missing."""
+    from ..overlay import overlay_available
+
+    if not overlay_available():
+        raise SamMed3DError("--overlay needs matplotlib: pip install matplotlib (or the [plot] extra)")

@@ -54,19 +54,15 @@ def _clicks(args):
 
 def run(args) -> int:
     from ..image_io import WRITE_SUFFIXES, read_image, write_image_atomic
-
     from ..output_paths import check_outputs
-    from .checks import warn_about_nonfinite_voxels
+    from .checks import require_overlay_support, warn_about_nonfinite_voxels
 
     timings = {}
     output = Path(args.output)
     check_outputs([("-o", args.output, WRITE_SUFFIXES), ("--overlay", args.overlay, (".png",)),
                    ("--save-roi", args.save_roi, None)], inputs=[args.image, args.points])
     if args.overlay:
-        from ..overlay import overlay_available
-
-        if not overlay_available():
-            raise SamMed3DError("--overlay needs matplotlib: pip install matplotlib")
+        require_overlay_support()
     clicks = _clicks(args)
     if args.max_rois < 1:
         raise SamMed3DError("--max-rois must be at least 1")
