@@ -7,7 +7,8 @@ Only point lists (markups type "Fiducial", Slicer's point list) are clicks; curv
 as are points without a position (``positionStatus`` "undefined"); :class:`MarkupsPoints` counts what was skipped.
 A control point is NEGATIVE (background) when its label starts with "-" or its description is one of
 "negative", "neg", "background", "exclude", "-" (case-insensitive); every other point is positive.
-Malformed files (wrong JSON types, positions that are not three finite numbers) raise a one-line PromptError.
+Malformed files (wrong JSON types: a position that is not three finite numbers, a label that is not text, ...)
+raise a one-line PromptError.
 """
 from __future__ import annotations
 
@@ -52,9 +53,14 @@ def is_negative(label: str, description: str) -> bool:
     return (label or "").strip().startswith("-") or (description or "").strip().lower() in NEGATIVE_DESCRIPTIONS
 
 
-def _text(value) -> str:
-    """Labels and descriptions as text (a hand-written file may hold a number there)."""
-    return "" if value is None else str(value)
+def _text(point: dict, key: str, where: str) -> str:
+    """A control point's label or description: text, or absent (Slicer always writes text)."""
+    value = point.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise PromptError("%s: %s %s is not text" % (where, key, json.dumps(value)[:40]))
+    return value
 
 
 def _position(point: dict, where: str) -> Tuple[float, float, float]:
@@ -86,7 +92,7 @@ def _markup_points(markup, number: int, path: Path, result: MarkupsPoints) -> No
     for index, point in enumerate(points, 1):
         if not isinstance(point, dict):
             raise PromptError("%s, control point %d is not a JSON object" % (where, index))
-        label = _text(point.get("label"))
+        label = _text(point, "label", "%s, control point %d" % (where, index))
         here = "%s, control point %d%s" % (where, index, " (%s)" % label if label else "")
         selected = point.get("selected", True)
         if not isinstance(selected, bool):
@@ -99,7 +105,7 @@ def _markup_points(markup, number: int, path: Path, result: MarkupsPoints) -> No
             result.unselected += 1
             continue
         ras = tuple(v * f for v, f in zip(position, flip))
-        result.clicks.append((ras, not is_negative(label, _text(point.get("description")))))
+        result.clicks.append((ras, not is_negative(label, _text(point, "description", here))))
 
 
 def read_markups(path) -> MarkupsPoints:

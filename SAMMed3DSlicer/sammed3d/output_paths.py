@@ -8,6 +8,7 @@ as the user typed it.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Iterable, List, Optional, Sequence
 
@@ -58,6 +59,11 @@ def _check_folder_writable(folder: Path, shown: str) -> None:
         raise OutputPathError("cannot write %s: %s is not a folder" % (shown, folder))
     if not os.access(str(folder), os.W_OK | os.X_OK):
         raise OutputPathError("cannot write %s: folder %s is not writable" % (shown, folder))
+    try:  # access() is not the whole truth (read-only mounts, ACLs, root): try (an unnamed file where possible)
+        tempfile.TemporaryFile(dir=str(folder)).close()
+    except OSError as error:
+        raise OutputPathError("cannot write %s: folder %s is not writable (%s)"
+                              % (shown, folder, error.strerror or type(error).__name__)) from None
 
 
 def check_output_file(path, suffixes: Sequence[str], inputs: Sequence = (), option: str = "-o",
