@@ -213,6 +213,38 @@ def test_nan_voxels_are_reported(tmp_path, capsys):
     assert warn_about_nonfinite_voxels(sitk.Cast(sitk.GetImageFromArray(np.ones((4, 4, 4))), sitk.sitkInt16), "x") == 0
 
 
+def nan_image(path):
+    array = np.full((24, 24, 24), 40.0, dtype=np.float32)
+    array[::3] = np.nan  # 8 of 24 slices
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing((2.0, 2.0, 2.0))
+    sitk.WriteImage(image, str(path))
+    return path
+
+
+@pytest.mark.parametrize("name", ["nan.nii.gz", "nan.nii", "nan.nrrd", "nan.mha"])
+def test_nan_voxels_are_counted_in_every_format(name, tmp_path):
+    """ITK reads NaN in NIfTI files as 0 without a word: they are counted in the file itself."""
+    from sammed3d.image_io import count_nonfinite_voxels, read_image
+
+    path = nan_image(tmp_path / name)
+    assert count_nonfinite_voxels(read_image(path), path) == 8 * 24 * 24
+
+
+def test_segment_reports_nan_voxels_of_a_nifti_file(tmp_path):
+    import subprocess
+    import sys
+
+    path = nan_image(tmp_path / "nan.nii.gz")
+    env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "SAMMed3DSlicer"))
+    result = subprocess.run([sys.executable, "-m", "sammed3d", "segment", str(path), "-o", str(tmp_path / "m.nii.gz"),
+                             "--point", "-20", "-20", "20", "--checkpoint", "demo", "--device", "cpu"],
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "has 4608 NaN/infinite voxel(s)" in result.stderr and "treated as 0" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_usage_errors_are_one_line_with_a_help_hint(capsys):
     with pytest.raises(SystemExit) as info:
         main(["segment", "image.nii.gz", "--point", "1", "2"])

@@ -36,7 +36,7 @@ def warn_about_nonfinite_voxels(image, shown) -> int:
     """Print one warning when the image holds NaN or infinite voxels (the model sees 0 there); return their count."""
     from ..image_io import count_nonfinite_voxels
 
-    count = count_nonfinite_voxels(image)
+    count = count_nonfinite_voxels(image, shown)
     if count:
         total = 1
         for n in image.GetSize():
