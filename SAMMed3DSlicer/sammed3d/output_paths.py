@@ -7,6 +7,7 @@ as the user typed it.
 """
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -62,8 +63,8 @@ def _check_folder_writable(folder: Path, shown: str) -> None:
     try:  # access() is not the whole truth (read-only mounts, ACLs, root): try (an unnamed file where possible)
         tempfile.TemporaryFile(dir=str(folder)).close()
     except OSError as error:
-        raise OutputPathError("cannot write %s: folder %s is not writable (%s)"
-                              % (shown, folder, error.strerror or type(error).__name__)) from None
+        reason = "" if error.errno == errno.ENOENT else " (%s)" % (error.strerror or type(error).__name__)
+        raise OutputPathError("cannot write %s: folder %s is not writable%s" % (shown, folder, reason)) from None
 
 
 def check_output_file(path, suffixes: Sequence[str], inputs: Sequence = (), option: str = "-o",

@@ -18,6 +18,7 @@ from ..errors import CheckpointError, SamMed3DError
 from ..evaluation.datasets import find_cases
 from ..loading import model_from_state_dict
 from ..model import SamMed3D, SamMed3DConfig, build_sam_med3d, config_from_state_dict
+from ..output_paths import check_output_folder
 from ..weights import read_state_dict, resolve_checkpoint
 from . import distributed
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, plain_namespace, save_checkpoint
@@ -143,6 +144,7 @@ def _check_out(options: TrainOptions) -> Path:
         raise SamMed3DError("%s already holds a checkpoint; pass --resume to continue it or choose another -o" % out)
     if options.resume and not checkpoint.exists():
         raise SamMed3DError("--resume: no %s in %s" % (CHECKPOINT_NAME, out))
+    check_output_folder(options.out, option="-o", parents=True)  # writable, before any data or model is loaded
     return checkpoint
 
 
