@@ -251,3 +251,16 @@ def test_usage_errors_are_one_line_with_a_help_hint(capsys):
     err = capsys.readouterr().err
     assert info.value.code == 2
     assert err.count("\n") == 1 and "expected 3 arguments" in err and "sammed3d segment --help" in err
+
+
+def test_os_errors_during_a_run_are_one_line_without_temporary_names(user_files, capsys, monkeypatch):
+    """E.g. the disk fills while the mask is written: one line, no traceback, no temporary file name."""
+    import sammed3d.cli.segment as segment
+
+    def full_disk(args):
+        raise OSError(28, "No space left on device", str(user_files / ".new.nii.gz.abc123.tmp.nii.gz"))
+
+    monkeypatch.setattr(segment, "run", full_disk)
+    code = main(["segment", str(user_files / "ct.nii.gz"), "-o", str(user_files / "new.nii.gz")] + CLICK)
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "No space left on device" in err and ".tmp" not in err

@@ -6,6 +6,7 @@ traceback.
 """
 import argparse
 import importlib
+import os
 import sys
 
 from ..errors import SamMed3DError
@@ -53,6 +54,11 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("sammed3d %s: interrupted" % args.command, file=sys.stderr)
         return 130
+    except OSError as exc:  # disk full, a folder removed mid-run, ...: one line, never a temporary file's name
+        where = getattr(exc, "filename", None)
+        shown = "" if not where or ".tmp" in os.path.basename(str(where)) else ": %s" % where
+        print("sammed3d %s: error: %s%s" % (args.command, exc.strerror or exc, shown), file=sys.stderr)
+        return 2
     except MemoryError:
         print("sammed3d %s: error: out of memory" % args.command, file=sys.stderr)
         return 2
