@@ -53,3 +53,44 @@ def test_evaluate_writes_every_row_and_rescoring_matches(ct_3mm_path, tmp_path, 
 def test_evaluate_missing_dataset_is_a_clean_error(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "none"), "-o", str(tmp_path / "o"), "--checkpoint", "demo"]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_resume_with_other_settings_is_refused_before_the_model_loads(ct_3mm_path, tmp_path, capsys, monkeypatch):
+    dataset = _dataset(tmp_path / "Dataset001", ct_3mm_path)
+    checkpoint = write_safetensors(tiny_model().state_dict(), tmp_path / "tiny.safetensors")
+    out = tmp_path / "eval"
+    common = [str(dataset), "-o", str(out), "--device", "cpu"]
+    assert main(["evaluate"] + common + ["--checkpoint", str(checkpoint), "--labels", "spleen", "--clicks", "1",
+                                         "3"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    capsys.readouterr()
+    import sammed3d
+
+    real_load_model = sammed3d.load_model
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model must not be loaded")
+
+    monkeypatch.setattr(sammed3d, "load_model", no_model)
+    # other labels (or mapping, seed, clicker, dataset ...): one line naming what changed; the model is never
+    # loaded (the checkpoint path does not exist) and nothing in the folder changes
+    for extra, changed in ((["--labels", "1", "2"], "labels"), (["--labels", "1", "--seed", "3"], "seed"),
+                           (["--labels", "1", "--official-mapping"], "mapping")):
+        assert main(["evaluate"] + common + ["--checkpoint", str(checkpoint), "--clicks", "1"] + extra) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "other settings" in err and changed in err, err
+        assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    monkeypatch.setattr(sammed3d, "load_model", real_load_model)
+    # the same settings with fewer click counts resume; the summary covers what was asked, over the same objects
+    assert main(["evaluate"] + common + ["--checkpoint", str(checkpoint), "--labels", "1", "--clicks", "1"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert [(e["clicks"], e["n"]) for e in summary["overall"]] == [(1, 1)]
+    assert summary["settings"]["labels"] == [1] and summary["settings"]["clicks"] == [1]
+
+
+def test_evaluate_unusable_output_folder_is_refused_before_the_model_loads(ct_3mm_path, tmp_path, capsys):
+    dataset = _dataset(tmp_path / "Dataset001", ct_3mm_path)
+    (tmp_path / "file").write_text("x")
+    assert main(["evaluate", str(dataset), "-o", str(tmp_path / "file"), "--checkpoint", str(tmp_path / "n.pth")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a folder" in err and str(tmp_path / "file") in err

@@ -78,6 +78,7 @@ def read_rows(out):
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow
 def test_every_case_label_and_click_count_is_scored_and_reproducible(dataset, tmp_path):
     root, truth = dataset
     cases = find_cases(root)

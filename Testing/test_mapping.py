@@ -8,7 +8,7 @@ from sammed3d import extract_roi, geometry
 from sammed3d.image_io import read_image
 from sammed3d.mapping import Region, map_logits, paste_region, roi_region
 
-from torchio_oracle import official_mapping, sitk_image_from_array
+from torchio_oracle import official_main_mapping, official_mapping, sitk_image_from_array
 
 
 def ijk(image):
@@ -54,11 +54,28 @@ def case(request, ct_3mm_path):
     return image, click, extract_roi(image, click)
 
 
-def test_official_mapping_matches_official_postprocessing(case):
+def test_official_mapping_matches_the_current_official_postprocessing(case):
+    """main branch: torchio Resample(target=image, nearest) of the ROI label map (ITK nearest, physical space)."""
     image, click, roi = case
     torch.manual_seed(0)
     for logits in (sphere_logits(roi, click, 20.0), torch.randn(1, 1, 32, 32, 32)):
-        result = map_logits(roi, logits, "official")
+        mine = ijk(map_logits(roi, logits, "official").to_image())
+        expected = official_main_mapping(roi, logits, image)
+        assert expected.any() and dice(mine, expected) > 0.99
+        # Voxels may differ only where a voxel centre lies exactly between two ROI voxels (a tie: which side wins
+        # depends on float rounding in the two geometry conversions; ITK rounds exact ties up).
+        differing = np.argwhere(mine != expected).astype(float)
+        fraction = roi.ras_to_index(geometry.index_to_ras(image, differing)) % 1.0
+        assert np.all(np.any(np.abs(fraction - 0.5) < 1e-3, axis=1))
+        # the CVPR25 branch's index-space nearest is a different mapping: on speckle it disagrees clearly
+        assert not np.array_equal(ijk(map_logits(roi, logits, "cvpr25").to_image()), expected)
+
+
+def test_cvpr25_mapping_matches_the_cvpr25_postprocessing(case):
+    image, click, roi = case
+    torch.manual_seed(0)
+    for logits in (sphere_logits(roi, click, 20.0), torch.randn(1, 1, 32, 32, 32)):
+        result = map_logits(roi, logits, "cvpr25")
         expected = official_mapping(roi, logits, image)
         np.testing.assert_array_equal(ijk(result.to_image()), expected)
         assert expected.any()
@@ -127,10 +144,17 @@ def test_region_slices_and_empty_region():
 
 
 def test_bad_method_and_logit_shapes(case):
-    _, _, roi = case
+    image, _, roi = case
     with pytest.raises(ValueError):
         map_logits(roi, torch.zeros(1, 1, 32, 32, 32), "cubic")
     with pytest.raises(ValueError):
         map_logits(roi, torch.zeros(2, 1, 32, 32, 32))
     assert not map_logits(roi, torch.full((1, 1, 32, 32, 32), -5.0)).array.any()
-    assert map_logits(roi, torch.full((32, 32, 32), 5.0), "official").array.all()
+    assert map_logits(roi, torch.full((32, 32, 32), 5.0), "cvpr25").array.all()
+    # official (ITK nearest): every voxel whose centre lies inside the ROI is set; a centre exactly on the ROI's
+    # upper face is outside (ITK's buffer is [-0.5, size - 0.5) in continuous index)
+    result = map_logits(roi, torch.full((32, 32, 32), 5.0), "official")
+    where = np.argwhere(np.ones(result.array.shape, dtype=bool))[:, ::-1] + np.asarray(result.region.index)
+    index = roi.ras_to_index(geometry.index_to_ras(image, where.astype(float)))
+    strictly_inside = np.all((index > -0.5 + 1e-3) & (index < roi.size - 0.5 - 1e-3), axis=1)
+    assert result.array.ravel()[strictly_inside].all()

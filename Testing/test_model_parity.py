@@ -35,6 +35,7 @@ def test_tiny_encoder_matches_official(scale):
     assert relative_error(actual, expected) <= 1e-3
 
 
+@pytest.mark.slow
 def test_tiny_encoder_with_large_weights_is_as_accurate_as_official():
     """With weights this large the output is ill-conditioned: even the official fp32 code is ~8e-4 off its own
     float64 result, so two fp32 implementations may differ by ~1e-3 through rounding alone. What must hold: ours
@@ -48,6 +49,7 @@ def test_tiny_encoder_with_large_weights_is_as_accurate_as_official():
     assert our_error <= max(official_error, 1e-5)
 
 
+@pytest.mark.slow
 def test_tiny_encoder_is_exact_in_float64():
     official, ours = paired_models(TINY, seed=3, scale=0.5)
     x = _volume(4).double()
@@ -57,6 +59,7 @@ def test_tiny_encoder_is_exact_in_float64():
     assert relative_error(actual, expected) <= 1e-10
 
 
+@pytest.mark.slow
 def test_each_block_kind_matches_official_in_float64():
     """Windowed (padded 14^3) and global blocks separately, on random tokens, large weights."""
     official, ours = paired_models(TINY, seed=5, scale=1.0)

@@ -54,6 +54,7 @@ def test_bundled_ct_matches_official(ct_3mm_path):
         assert correlation > 0.999
 
 
+@pytest.mark.slow
 def test_dicom_series_matches_official(shared_data):
     image = read_image(shared_data / "ct_abdomen_dicom" / "dicom")
     assert image.GetSize() == (512, 512, 20)

@@ -284,3 +284,20 @@ def test_balanced_cross_entropy_keeps_a_gradient_on_small_objects():
     assert balanced < 100 * plain < 0  # pushes the object's logits up, far harder
     perfect = target * 40 - 20
     assert dice_ce_loss(perfect, target, balanced=True) < 1e-3
+
+
+@pytest.mark.slow
+def test_resume_with_more_steps_continues_the_new_schedule_and_the_clock(dataset, tmp_path):
+    """--steps 2 (milestone 0.5: lr x0.1 from step 2 on), then --resume --steps 6 (milestone at step 3): the third
+    step runs at the NEW schedule's full lr, not the old schedule's reduced one; `elapsed` keeps counting."""
+    out = tmp_path / "run"
+    common = ["--lr", "1e-3", "--lr-milestones", "0.5", "--loss-size", "32"]
+    assert main(train_args(dataset, out, "--steps", "2", *common)) == 0
+    assert main(train_args(dataset, out, "--steps", "6", "--resume", *common)) == 0
+    rows = read_log(out)
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert [float(r["lr"]) for r in rows] == pytest.approx([1e-3, 1e-4, 1e-3, 1e-4, 1e-4, 1e-4])
+    elapsed = [float(r["elapsed"]) for r in rows]
+    assert elapsed == sorted(elapsed) and elapsed[2] >= elapsed[1] + float(rows[2]["seconds"]) - 0.15
+    state = load_checkpoint(out / "checkpoint.pth")
+    assert state["lr_scheduler_state_dict"]["last_epoch"] == 6

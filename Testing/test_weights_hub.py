@@ -176,9 +176,35 @@ def test_unreachable_and_not_cached(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError) as info:
         resolve_checkpoint("turbo", cache_dir=tmp_path / "hf", endpoint=endpoint)
     message = str(info.value)
-    assert message.startswith("could not download the 'turbo' weights")
+    assert message.startswith("the 'turbo' weights are not cached and %s cannot be reached" % endpoint)
     assert "%s/%s/resolve/main/%s" % (endpoint, REPO_ID, FILENAME) in message and "pass its path" in message
     assert "\n" not in message
+
+
+def test_offline_turbo_with_an_empty_cache_fails_fast_in_one_line(tmp_path, ct_3mm_path):
+    """The whole command, as a user runs it: no retries with back-off, one line saying how to get the file."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    env = dict(os.environ, HF_HOME=str(tmp_path / "hf"), HF_ENDPOINT=closed_port_endpoint())
+    env.pop("HF_HUB_OFFLINE", None)
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1] / "SAMMed3DSlicer") + os.pathsep + env.get(
+        "PYTHONPATH", "")
+    output = tmp_path / "mask.nii.gz"
+    start = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "sammed3d", "segment", str(ct_3mm_path), "-o", str(output),
+                             "--point", "65", "185.3", "151.3", "--checkpoint", "turbo"],
+                            capture_output=True, text=True, env=env, timeout=60)
+    seconds = time.monotonic() - start
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot be reached" in lines[0] and "resolve/main/sam_med3d_turbo.pth" in lines[0]
+    assert "Retry" not in result.stderr + result.stdout and "Traceback" not in result.stderr
+    assert seconds < 15, seconds
+    assert not output.exists()
 
 
 def test_missing_remote_file(fake_hub, tmp_path, monkeypatch):

@@ -90,3 +90,19 @@ def sitk_image_from_array(array_ijk, spacing, origin, direction, pixel_type=sitk
     image.SetOrigin([float(o) for o in origin])
     image.SetDirection([float(d) for d in np.asarray(direction).ravel()])
     return image
+
+
+def official_main_mapping(roi, low_res_logits, target):
+    """The current official release's back-mapping (main branch, ``data_postprocess``): the binary ROI mask as a
+    torchio LabelMap with the ROI's affine, ``tio.Resample(target=<original image>, image_interpolation='nearest')``.
+
+    ``target``: the original image as a SimpleITK image or a file path (read by torchio, as the official code).
+    Returns an (I, J, K) uint8 array.
+    """
+    logits = F.interpolate(torch.as_tensor(low_res_logits).float(), size=(roi.size,) * 3, mode="trilinear",
+                           align_corners=False)
+    mask = (logits[0, 0] > 0).numpy().astype(np.float32)
+    label = tio.LabelMap(tensor=torch.from_numpy(mask)[None], affine=roi.affine)
+    reference = tio.ScalarImage.from_sitk(target) if isinstance(target, sitk.Image) else tio.ScalarImage(str(target))
+    back = tio.Resample(target=reference, image_interpolation="nearest")(label)
+    return back.data[0].numpy().astype(np.uint8)

@@ -176,7 +176,7 @@ def main():
     parser.add_argument("section", choices=["model", "precision", "pipeline", "slicer"])
     parser.add_argument("--config", default="vit_b", choices=["vit_b", "tiny"])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--mapping", default="linear", choices=["linear", "official"],
+    parser.add_argument("--mapping", default="linear", choices=["linear", "official", "cvpr25"],
                         help="pipeline: sammed3d's mapping back to the original grid (default: linear)")
     args = parser.parse_args()
     if args.section == "model":

@@ -45,7 +45,7 @@ def bench_pipeline(args):
     from sammed3d.model import SamMed3DConfig
     from sammed3d.session import InteractiveSession
     from session_helpers import organ_point
-    from torchio_oracle import official_mapping
+    from torchio_oracle import official_main_mapping as official_mapping  # the current official release
 
     if not DICOM_CASE.is_dir():
         raise SystemExit("needs ../shared/data/ct_abdomen_dicom next to the repository")

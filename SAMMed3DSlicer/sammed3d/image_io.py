@@ -164,6 +164,61 @@ def read_image(path) -> sitk.Image:
     return validate_image(image, name="image %s" % path.name)
 
 
+def _nifti_float_layout(header: bytes):
+    """(numpy dtype, voxel offset, voxel count) of a float32/float64 NIfTI-1/2 file, else None."""
+    for endian in "<>":
+        if len(header) >= 348 and struct.unpack(endian + "i", header[:4])[0] == 348:
+            dims = struct.unpack(endian + "8h", header[40:56])
+            datatype = struct.unpack(endian + "h", header[70:72])[0]
+            offset = int(struct.unpack(endian + "f", header[108:112])[0])
+            break
+        if len(header) >= 540 and struct.unpack(endian + "i", header[:4])[0] == 540:
+            dims = struct.unpack(endian + "8q", header[16:80])
+            datatype = struct.unpack(endian + "h", header[12:14])[0]
+            offset = struct.unpack(endian + "q", header[168:176])[0]
+            break
+    else:
+        return None
+    kind = {16: "f4", 64: "f8"}.get(datatype)
+    if kind is None or not 1 <= dims[0] <= 7:
+        return None
+    return np.dtype(endian + kind), max(offset, 352), int(np.prod([max(int(n), 1) for n in dims[1:dims[0] + 1]]))
+
+
+def _count_nonfinite_in_nifti(path: Path) -> int:
+    """Non-finite voxels stored in a float NIfTI file (ITK's NIfTI reader silently turns them into 0)."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(str(path), "rb") as handle:
+            layout = _nifti_float_layout(handle.read(540))
+            if layout is None:
+                return 0
+            dtype, offset, count = layout
+            handle.seek(offset)
+            found, left, block = 0, count, max(1, (1 << 24) // dtype.itemsize)
+            while left > 0:
+                data = np.frombuffer(handle.read(min(left, block) * dtype.itemsize), dtype=dtype)
+                if data.size == 0:
+                    break
+                found += int(np.count_nonzero(~np.isfinite(data)))
+                left -= data.size
+            return found
+    except (OSError, EOFError, zlib.error, ValueError):
+        return 0
+
+
+def count_nonfinite_voxels(image: sitk.Image, path=None) -> int:
+    """How many voxels are NaN or +-inf (0 for integer pixel types).
+
+    ITK reads NaN/inf in NIfTI files as 0; give the file's ``path`` to count what the file itself holds.
+    """
+    if path is not None and Path(path).is_file() and Path(path).name.lower().endswith((".nii", ".nii.gz")):
+        return _count_nonfinite_in_nifti(Path(path))
+    if image.GetPixelID() not in (sitk.sitkFloat32, sitk.sitkFloat64):
+        return 0
+    return int(np.count_nonzero(~np.isfinite(sitk.GetArrayViewFromImage(image))))
+
+
 def _suffix(path: Path, suffixes=WRITE_SUFFIXES) -> Optional[str]:
     name = path.name.lower()
     for suffix in suffixes:
@@ -210,9 +265,16 @@ def write_image_atomic(image: sitk.Image, path, compress: bool = True,
         image = sitk.Image(image)  # shallow copy: do not add metadata to the caller's image
         for key, value in segmentation_metadata(image, segment_names).items():
             image.SetMetaData(key, value)
+    temp = ""
     try:
         with atomic_path(path, suffix) as temp_name:
+            temp = temp_name
             sitk.WriteImage(image, temp_name, compress)
-    except (RuntimeError, OSError) as error:
-        raise SamMed3DError("cannot write %s: %s" % (path, _first_line(error))) from None
+    except OSError as error:
+        raise SamMed3DError("cannot write %s: %s" % (path, error.strerror or _first_line(error))) from None
+    except RuntimeError as error:  # ITK names the temporary file: show the user's path instead
+        message = _first_line(error)
+        if temp:
+            message = message.replace(temp, str(path)).replace(os.path.basename(temp), path.name)
+        raise SamMed3DError("cannot write %s: %s" % (path, message)) from None
     return path

@@ -1,11 +1,15 @@
 """Map the model's low-resolution logits back onto the original image grid, touching only the ROI's region.
 
-Two methods, both returning a :class:`RegionMask` (the region of the original grid under the ROI plus a uint8
+Three methods, each returning a :class:`RegionMask` (the region of the original grid under the ROI plus a uint8
 sub-array); nothing outside that region is computed or changed:
 
 * ``"linear"`` (default): logits 1x1x32^3 -> trilinear (align_corners=False, as the official code) to 128^3 ->
   linear resampling onto the original voxels -> threshold at 0 (sigmoid 0.5). Masks on fine grids are smooth.
-* ``"official"``: the official post-processing: binary 128^3 mask (upsampled logit > 0) pasted into the whole-image
+* ``"official"``: the post-processing of the current official release (SAM-Med3D main branch,
+  ``utils/infer_utils.py`` ``data_postprocess``): the binary 128^3 ROI mask (upsampled logit > 0) resampled onto the
+  original grid by nearest neighbour in *physical* space (torchio ``Resample(target=image,
+  image_interpolation="nearest")``, i.e. ITK's nearest-neighbour interpolator, which rounds ties up).
+* ``"cvpr25"``: the older CVPR25_3DFM branch (``medim_infer.py``): the binary mask pasted into the whole-image
   1.5 mm grid, then ``torch.nn.functional.interpolate(mode="nearest")`` to the original size, which works on array
   indices in the image's own axis order (voxel o takes resampled voxel floor(o * n_resampled / n_original)).
 """
@@ -22,7 +26,7 @@ import torch.nn.functional as F
 from . import geometry
 from .roi import Roi, SourceGeometry
 
-METHODS = ("linear", "official")
+METHODS = ("linear", "official", "cvpr25")
 
 
 class Region(NamedTuple):
@@ -115,7 +119,22 @@ def _nearest_source_indices(n_in: int, n_out: int) -> np.ndarray:
 
 
 def map_logits_official(roi: Roi, low_res_logits) -> RegionMask:
-    """Official mapping: binary 1.5 mm mask, nearest neighbour (torch index-space 'nearest') to the original grid."""
+    """Official (main branch) mapping: the binary 128^3 ROI mask, ITK nearest neighbour onto the original voxels.
+
+    As torchio ``Resample(target=image, image_interpolation="nearest")`` of the ROI label map: the whole ROI,
+    padding included, is the source; original voxels whose centres fall outside the ROI get 0.
+    """
+    region = roi_region(roi)
+    if region.empty:
+        return RegionMask(region, np.zeros(region.size[::-1], dtype=np.uint8), roi.source)
+    mask = roi.to_sitk((upsample_logits(low_res_logits, roi.size) > 0).astype(np.uint8))
+    reference = roi.source.reference_image(region.index, region.size)
+    resampled = sitk.Resample(mask, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    return RegionMask(region, sitk.GetArrayFromImage(resampled), roi.source)
+
+
+def map_logits_cvpr25(roi: Roi, low_res_logits) -> RegionMask:
+    """CVPR25-branch mapping: binary 1.5 mm mask, nearest neighbour (torch index-space 'nearest') to the original grid."""
     mask = upsample_logits(low_res_logits, roi.size) > 0
     grid = roi.grid
     # Reorder the ROI mask to source axis order (i, j, k), undoing the canonical flips.
@@ -148,4 +167,6 @@ def map_logits(roi: Roi, low_res_logits, method: str = "linear") -> RegionMask:
         return map_logits_linear(roi, low_res_logits)
     if method == "official":
         return map_logits_official(roi, low_res_logits)
+    if method == "cvpr25":
+        return map_logits_cvpr25(roi, low_res_logits)
     raise ValueError("unknown mapping method %r; use one of %s" % (method, ", ".join(METHODS)))

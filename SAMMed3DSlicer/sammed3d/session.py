@@ -46,7 +46,8 @@ class InteractiveSession:
     """Clicks -> mask for one object in one image. Not thread-safe: use one session per thread at a time.
 
     model: a SAM-Med3D from :func:`sammed3d.load_model`; image: a 3D SimpleITK image (any orientation, spacing);
-    mapping: "linear" (smooth, default) or "official" (nearest neighbour of the 1.5 mm mask, as the official code);
+    mapping: "linear" (smooth, default), "official" (ITK nearest neighbour of the 1.5 mm mask, as the current
+    official release) or "cvpr25" (index-space nearest, as the older CVPR25 branch), see :mod:`sammed3d.mapping`;
     max_rois: how many ROIs one object may span: 1 (default) is the official single ROI, reproducible against the
     official code; more (e.g. 6) follow objects larger than 192 mm; precision: "fp32", "bf16", "fp16".
     """

@@ -31,20 +31,31 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    import os
+
     from .. import load_model
     from ..devices import describe_device
     from ..errors import SamMed3DError
     from ..evaluation.datasets import find_cases
-    from ..evaluation.loop import click_to_ras
-    from ..evaluation.runner import evaluate_dataset
+    from ..evaluation.loop import click_to_ras, validate_click_counts
+    from ..evaluation.runner import check_labels_exist, check_resume, evaluate_dataset, run_settings
+    from ..output_paths import check_output_folder
     from ..session import InteractiveSession
 
     cases = find_cases(args.dataset, split=args.split)
     if not cases:
         raise SamMed3DError("no labelled cases found in %s" % args.dataset)
+    mapping = "official" if args.official_mapping else "linear"
+    settings = {"checkpoint": str(args.checkpoint), "mapping": mapping, "max_rois": args.max_rois,
+                "precision": args.precision, "dataset": os.path.abspath(args.dataset), "split": args.split}
+    # before the model loads: a folder that cannot be written, or holds results of other settings, costs nothing
+    check_output_folder(args.output, option="-o", parents=True)
+    validate_click_counts(args.clicks)
+    check_labels_exist(cases, args.labels)
+    check_resume(args.output, run_settings(cases, settings, args.clicker, args.seed, args.nsd_tolerance,
+                                           args.labels))
     model = load_model(args.checkpoint, device=args.device)
     print("model: %s on %s; %d case(s)" % (args.checkpoint, describe_device(model.device), len(cases)))
-    mapping = "official" if args.official_mapping else "linear"
 
     def make_predict_fn(image, case, label):
         session = InteractiveSession(model, image, mapping=mapping, max_rois=args.max_rois,
@@ -57,8 +68,6 @@ def run(args) -> int:
 
         return predict
 
-    settings = {"checkpoint": str(args.checkpoint), "mapping": mapping, "max_rois": args.max_rois,
-                "precision": args.precision}
     summary = evaluate_dataset(cases, make_predict_fn, args.output, args.clicks, clicker=args.clicker,
                                seed=args.seed, labels=args.labels, nsd_tolerance_mm=args.nsd_tolerance,
                                settings=settings)

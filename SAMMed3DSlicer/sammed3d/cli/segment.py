@@ -43,9 +43,9 @@ def add_parser(subparsers) -> None:
 def _clicks(args):
     clicks = [(tuple(p), True) for p in args.point] + [(tuple(p), False) for p in args.negative]
     if args.points:
-        from ..markups import read_markups_clicks
+        from .checks import markups_clicks
 
-        clicks += read_markups_clicks(args.points)
+        clicks += markups_clicks(args.points, given=len(clicks))
     if not clicks:
         raise PromptError("no point given: use --point R A S (RAS mm), --negative R A S or --points FILE.mrk.json")
     if not any(positive for _, positive in clicks):
@@ -70,13 +70,15 @@ def _remote_session(args, image, options):
 
 def run(args) -> int:
     from ..image_io import WRITE_SUFFIXES, read_image, write_image_atomic
+    from ..output_paths import check_outputs
+    from .checks import require_overlay_support, warn_about_nonfinite_voxels
 
     timings = {}
     output = Path(args.output)
-    if not any(output.name.lower().endswith(suffix) for suffix in WRITE_SUFFIXES):
-        raise SamMed3DError("cannot write %s: use one of %s" % (output, ", ".join(WRITE_SUFFIXES)))
-    if not output.absolute().parent.is_dir():
-        raise SamMed3DError("cannot write %s: folder %s does not exist" % (output, output.absolute().parent))
+    check_outputs([("-o", args.output, WRITE_SUFFIXES), ("--overlay", args.overlay, (".png",)),
+                   ("--save-roi", args.save_roi, None)], inputs=[args.image, args.points])
+    if args.overlay:
+        require_overlay_support()
     clicks = _clicks(args)
     if args.max_rois < 1:
         raise SamMed3DError("--max-rois must be at least 1")
@@ -84,6 +86,7 @@ def run(args) -> int:
     start = time.perf_counter()
     image = read_image(args.image)
     timings["read"] = time.perf_counter() - start
+    warn_about_nonfinite_voxels(image, args.image)
 
     from ..session import check_clicks_inside
 
@@ -115,7 +118,7 @@ def run(args) -> int:
     if args.overlay:
         from ..overlay import write_overlay_png
 
-        write_overlay_png(image, mask, clicks[0][0], Path(args.overlay))
+        write_overlay_png(image, mask, clicks[0][0], Path(args.overlay), clicks=clicks)
     if args.save_roi:
         from ..roi_export import save_rois
 

@@ -59,10 +59,30 @@ def check_labels_exist(cases: Sequence[Case], wanted: Optional[Iterable]) -> Non
             raise SamMed3DError("label %r is not in the dataset (labels: %s)" % (item, names))
 
 
-def _check_settings(out_dir: str, settings: Dict) -> None:
+def run_settings(cases: Sequence[Case], settings: Optional[Dict], clicker: str, seed: int,
+                 nsd_tolerance_mm: float, labels: Optional[Iterable]) -> Dict:
+    """What a resumed run must share with the results already in its output folder (stored in settings.json)."""
+    known = {}
+    for case in cases:
+        known.update(case.labels)
+    chosen = sorted(select_labels(known, labels)) if labels else None
+    result = dict(settings or {})
+    result.update(clicker=clicker, seed=int(seed), nsd_tolerance_mm=float(nsd_tolerance_mm), labels=chosen)
+    return result
+
+
+def check_resume(out_dir: str, settings: Dict) -> None:
+    """Refuse (one line) an output folder that holds results of a run with other settings; writes nothing."""
+    _check_settings(out_dir, settings, write=False)
+
+
+def _check_settings(out_dir: str, settings: Dict, write: bool = True) -> None:
     """Remember the run's settings; refuse to resume into a folder written with different ones."""
     path = os.path.join(out_dir, SETTINGS_JSON)
     settings = json.loads(json.dumps(settings))  # normalise (tuples -> lists)
+    if os.path.isdir(out_dir) and not os.path.exists(path) and os.path.exists(os.path.join(out_dir, METRICS_CSV)):
+        raise SamMed3DError("%s holds results without their settings (no %s); choose another output folder"
+                            % (out_dir, SETTINGS_JSON))
     if os.path.exists(path):
         try:
             with open(path, "r", encoding="utf-8") as handle:
@@ -75,7 +95,7 @@ def _check_settings(out_dir: str, settings: Dict) -> None:
                 "%s holds results of a run with other settings (%s); choose another output folder"
                 % (out_dir, ", ".join("%s: %r -> %r" % (k, previous.get(k), settings.get(k)) for k in changed))
             )
-    else:
+    elif write:
         write_text_atomic(path, json.dumps(settings, indent=1, sort_keys=True) + "\n")
 
 
@@ -94,17 +114,19 @@ def evaluate_dataset(
     """Evaluate every labelled object of ``cases``; write metrics.csv, predictions, summary.json and the plot.
 
     Each object gets its own clicker seeded from (seed, case id, label), so results do not depend on order and a
-    re-run skips the rows already in metrics.csv. ``settings`` (e.g. the checkpoint) is stored with clicker, seed
-    and tolerance in settings.json; resuming with different settings is refused. Labels absent from a case's label
-    map are skipped. Returns the summary.
+    re-run skips the rows already in metrics.csv. ``settings`` (e.g. the checkpoint, dataset) is stored with
+    clicker, seed, tolerance and label selection in settings.json; resuming with different settings is refused
+    (other click counts are allowed: each object's clicks are the same sequence, so counts only add rows). The
+    summary covers this run's cases, labels and click counts only. Labels absent from a case's label map are
+    skipped. Returns the summary.
     """
     counts = validate_click_counts(click_counts)
     make_clicker(clicker, seed)  # validate the name early
     check_labels_exist(cases, labels)
     os.makedirs(out_dir, exist_ok=True)
-    run_settings = dict(settings or {})
-    run_settings.update(clicker=clicker, seed=int(seed), nsd_tolerance_mm=float(nsd_tolerance_mm))
-    _check_settings(out_dir, run_settings)
+    settings = run_settings(cases, settings, clicker, seed, nsd_tolerance_mm, labels)
+    chosen = settings["labels"]
+    _check_settings(out_dir, settings)
     table = MetricsCsv(os.path.join(out_dir, METRICS_CSV))
 
     def done(case_id, value):
@@ -128,7 +150,13 @@ def evaluate_dataset(
     finally:
         if bar is not None:
             bar.close()
-    summary = write_summary(table.rows, os.path.join(out_dir, SUMMARY_JSON), extra={"settings": run_settings})
+    # The summary covers what this run asked for (cases, labels, click counts), so every click count is averaged
+    # over the same objects even when earlier runs in this folder asked for more click counts.
+    case_ids = set(case.case_id for case in cases)
+    rows = [row for row in table.rows if row["clicks"] in counts and row["case"] in case_ids
+            and (chosen is None or row["label"] in chosen)]
+    summary = write_summary(rows, os.path.join(out_dir, SUMMARY_JSON),
+                            extra={"settings": dict(settings, clicks=list(counts))})
     plot_dice_vs_clicks(summary, os.path.join(out_dir, PLOT_PNG))
     return summary
 

@@ -18,6 +18,7 @@ from ..errors import CheckpointError, SamMed3DError
 from ..evaluation.datasets import find_cases
 from ..loading import model_from_state_dict
 from ..model import SamMed3D, SamMed3DConfig, build_sam_med3d, config_from_state_dict
+from ..output_paths import check_output_folder
 from ..weights import read_state_dict, resolve_checkpoint
 from . import distributed
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, plain_namespace, save_checkpoint
@@ -111,6 +112,13 @@ class _CsvLog(object):
         if keep_until > 0 and path.is_file():
             with open(path, newline="") as handle:
                 rows = [r for r in csv.DictReader(handle) if r.get("step", "").isdigit() and int(r["step"]) <= keep_until]
+        #: training seconds before this run (the last kept row's ``elapsed``), so a resumed clock continues
+        self.elapsed_before = 0.0
+        if rows:
+            try:
+                self.elapsed_before = max(0.0, float(rows[-1].get("elapsed") or 0.0))
+            except ValueError:
+                pass
         with atomic_path(path) as tmp:
             with open(tmp, "w", newline="") as handle:
                 writer = csv.DictWriter(handle, LOG_COLUMNS)
@@ -136,6 +144,7 @@ def _check_out(options: TrainOptions) -> Path:
         raise SamMed3DError("%s already holds a checkpoint; pass --resume to continue it or choose another -o" % out)
     if options.resume and not checkpoint.exists():
         raise SamMed3DError("--resume: no %s in %s" % (CHECKPOINT_NAME, out))
+    check_output_folder(options.out, option="-o", parents=True)  # writable, before any data or model is loaded
     return checkpoint
 
 
@@ -145,6 +154,21 @@ def _validate(options: TrainOptions) -> None:
             raise SamMed3DError("--%s must be >= 1" % name.replace("_", "-"))
     if not options.lr > 0 or options.weight_decay < 0:
         raise SamMed3DError("--lr must be > 0 and --weight-decay >= 0")
+
+
+def _continue_schedule(optimizer, scheduler, start: int, options: TrainOptions) -> None:
+    """After loading a checkpoint: the learning rate of step ``start`` under THIS run's schedule and options.
+
+    The saved optimizer holds the lr of the old schedule (another --steps moves the milestones, another --lr or
+    --warmup changes it); without this the first resumed step would run at the old schedule's rate.
+    """
+    scheduler.base_lrs = [float(options.lr)] * len(optimizer.param_groups)
+    for group in optimizer.param_groups:
+        group["initial_lr"] = float(options.lr)
+        group["weight_decay"] = float(options.weight_decay)
+        group["lr"] = float(options.lr) * lr_factor(start, options)
+    scheduler.last_epoch = start
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
 
 
 def train(options: TrainOptions, progress: Optional[Callable[[int, float, float], None]] = None) -> Path:
@@ -186,6 +210,7 @@ def _train(options, checkpoint_path: Path, info, progress) -> Path:
         start = int(resumed["epoch"])
         losses, dices = list(resumed.get("losses") or [])[:start], list(resumed.get("dices") or [])[:start]
         del resumed
+        _continue_schedule(optimizer, scheduler, start, options)
     if start >= options.steps:
         if main:
             log.info("checkpoint already at step %d >= --steps %d: nothing to do", start, options.steps)
@@ -208,7 +233,7 @@ def _train(options, checkpoint_path: Path, info, progress) -> Path:
     if main:
         checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
     csv_log = _CsvLog(checkpoint_path.parent / LOG_NAME, start) if main else None
-    began = time.perf_counter()
+    began = time.perf_counter() - (csv_log.elapsed_before if csv_log is not None else 0.0)
     try:
         for step in range(start, options.steps):
             step_start = time.perf_counter()

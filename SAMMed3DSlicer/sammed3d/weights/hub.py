@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import socket
 from pathlib import Path
 from typing import Callable, Dict, Optional, Tuple, Union
 
@@ -27,6 +28,8 @@ KNOWN_CHECKPOINTS: Dict[str, str] = {
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 _DEFAULT_ENDPOINT = "https://huggingface.co"
 _TRUE = {"1", "on", "yes", "true"}
+#: Seconds to wait for a TCP connection to the Hub (or the proxy) before giving up on a download.
+CONNECT_TIMEOUT_S = 3.0
 
 
 def _offline() -> bool:
@@ -77,6 +80,31 @@ def _short(exc: BaseException) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
+def _reachability_problem(endpoint: str, timeout: float = CONNECT_TIMEOUT_S) -> Optional[str]:
+    """Why a TCP connection to ``endpoint`` (or to the proxy the environment names for it) fails, or None.
+
+    One quick probe instead of huggingface_hub's retries with back-off (~27 s for a closed port or no DNS).
+    """
+    from urllib.parse import urlsplit
+    from urllib.request import getproxies, proxy_bypass
+
+    url = urlsplit(endpoint)
+    host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
+    proxy = getproxies().get(url.scheme)
+    if proxy and host and not proxy_bypass(host):
+        proxy_url = urlsplit(proxy if "://" in proxy else "http://" + proxy)
+        host, port = proxy_url.hostname, proxy_url.port or 80
+    if not host:
+        return "invalid endpoint %r" % endpoint
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except socket.timeout:
+        return "no answer from %s:%d within %.0f s" % (host, port, timeout)
+    except OSError as exc:
+        return exc.strerror or str(exc) or type(exc).__name__
+    return None
+
+
 def _download_from_hub(
     name: str, cache_dir: Optional[PathLike], endpoint: Optional[str], progress: Optional[ProgressCallback]
 ) -> Path:
@@ -98,6 +126,12 @@ def _download_from_hub(
         raise CheckpointError(
             "the '%s' weights are not in the Hugging Face cache and HF_HUB_OFFLINE is set: unset it to download them, "
             "or %s" % (name, _manual_download_hint(name, shown_endpoint))
+        )
+    problem = _reachability_problem(shown_endpoint)
+    if problem:
+        raise CheckpointError(
+            "the '%s' weights are not cached and %s cannot be reached (%s): %s, or run once with network access"
+            % (name, shown_endpoint, problem, _manual_download_hint(name, shown_endpoint))
         )
     if progress is not None and "tqdm_class" in inspect.signature(hf_hub_download).parameters:
         kwargs["tqdm_class"] = _progress_tqdm_class(progress)
