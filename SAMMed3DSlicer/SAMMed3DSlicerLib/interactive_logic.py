@@ -232,6 +232,11 @@ class InteractiveSegmentationLogic(object):
             state.restoring = False
         return False
 
+    def clicks(self, volume_node, segmentation_node, segment_id) -> List[Click]:
+        """The segment's clicks in the order they were placed (as the last computation saw them)."""
+        state = self._state(volume_node, segmentation_node, segment_id, create=False)
+        return list(state.clicks) if state is not None else []
+
     def can_undo(self, volume_node, segmentation_node, segment_id) -> bool:
         state = self._state(volume_node, segmentation_node, segment_id, create=False)
         return bool(state is not None and state.clicks)

@@ -9,7 +9,7 @@ import sys
 
 from ..errors import SamMed3DError
 
-SUBCOMMANDS = ("segment", "evaluate", "train")
+SUBCOMMANDS = ("segment", "evaluate", "train", "web")
 
 
 def build_parser():
