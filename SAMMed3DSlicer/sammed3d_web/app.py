@@ -7,9 +7,15 @@ separate scenes.
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Optional
+
+if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+    # No X server (a GPU box, a container): render offscreen with EGL (Mesa or the GPU driver).
+    os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
 
 from trame.app import get_server
 from trame.ui.vuetify3 import VAppLayout
@@ -401,5 +407,10 @@ class WebApp(object):
 
     # ---- run ------------------------------------------------------------------------------------------------------
     def start(self, host: str, port: int, **kwargs):
-        return self.server.start(host=host, port=port, open_browser=False, show_connection_info=False,
-                                 timeout=0, **kwargs)
+        """Serve the page (blocking by default; ``exec_mode="task"`` inside a running event loop)."""
+        argv, sys.argv = sys.argv, sys.argv[:1]  # trame parses sys.argv itself; our options are not its options
+        try:
+            return self.server.start(host=host, port=port, open_browser=False, show_connection_info=False,
+                                     timeout=0, **kwargs)
+        finally:
+            sys.argv = argv

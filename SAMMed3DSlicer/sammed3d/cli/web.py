@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import inspect
-import sys
 from pathlib import Path
 
 from ..errors import SamMed3DError
@@ -79,6 +78,5 @@ def run(args) -> int:
         app.load(image, segmentation, name=Path(args.image.rstrip("/")).name.split(".")[0] or "Image")
     url = "http://%s:%d/" % (args.host, args.port) + ("?token=%s" % args.token if args.token else "")
     print("sammed3d web: open %s" % url, flush=True)
-    sys.argv = sys.argv[:1]  # trame parses sys.argv itself; our options are not its options
     app.start(args.host, args.port)
     return 0
