@@ -231,3 +231,17 @@ def test_label_image_loads_one_segment_per_label(annotator, tmp_path):
     counts = [int(sitk.GetArrayFromImage(read_segment_in_volume_grid(
         node, node.GetSegmentation().GetNthSegmentID(i), annotator.volume_node)).sum()) for i in range(2)]
     assert counts == [400, 32]
+
+
+def test_an_emptied_segment_tells_the_views(annotator):
+    """Undo to no click empties the segment; the views must hear of it or they keep showing the old overlay."""
+    import slicer
+
+    click(annotator, CLICK_KJI)
+    settle(annotator)
+    modified = []
+    annotator.segmentation_node.GetSegmentation().AddObserver(slicer.vtkSegmentation.SegmentModified,
+                                                              lambda caller, event: modified.append(event))
+    assert annotator.undo()
+    settle(annotator)
+    assert voxels(annotator) == 0 and modified
