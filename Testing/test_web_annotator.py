@@ -35,7 +35,7 @@ def annotator(logic, ct_3mm_path):
     volume = scene_io.add_volume_node(app.scene, image, "CT")
     segmentation = scene_io.add_segmentation_node(app.scene, volume)
     changes = []
-    annotator = Annotator(app.scene, logic, app.markups_logic, on_change=lambda: changes.append(1))
+    annotator = Annotator(app.scene, logic, on_change=lambda: changes.append(1))
     annotator.set_data(volume, segmentation)
     annotator.image = image
     annotator.app = app
@@ -69,8 +69,8 @@ def test_a_click_segments_the_current_segment_on_the_worker(annotator):
     assert annotator.busy()  # computed off the caller's thread; applied by poll()
     settle(annotator)
     assert voxels(annotator) > 100
-    assert "1 click(s)" in annotator.status and "encoder" in annotator.status
-    assert set(annotator.last_timings) >= {"encoder", "decoder", "compute", "total", "read", "write"}
+    assert len(annotator.clicks()) == 1 and annotator.segments()[0]["clicks"] == 1
+    assert "encoder" in annotator.status and "total" in annotator.status  # the last timings
 
 
 def test_newest_click_wins_and_other_segments_are_untouched(annotator):
@@ -83,7 +83,7 @@ def test_newest_click_wins_and_other_segments_are_untouched(annotator):
     click(annotator, CLICK_KJI)
     click(annotator, (CLICK_KJI[0], CLICK_KJI[1] + 4, CLICK_KJI[2]))  # before the first result arrives
     settle(annotator)
-    assert len(annotator.clicks(second)) == 2 and "2 click(s)" in annotator.status
+    assert len(annotator.clicks(second)) == 2
     assert voxels(annotator, first) == first_voxels
 
 
@@ -103,7 +103,7 @@ def test_undo_redo_reset(annotator):
     settle(annotator)
     assert len(annotator.clicks()) == 2 and annotator.prompts()[1].GetNumberOfControlPoints() == 1
     annotator.reset()
-    assert voxels(annotator) == 0 and not annotator.can_undo()
+    assert voxels(annotator) == 0  # (whether a reset is undoable is the controller's decision)
     assert all(node.GetNumberOfControlPoints() == 0 for node in annotator.prompts())
 
 
@@ -112,8 +112,9 @@ def test_place_mode_follows_the_selected_segment(annotator):
     annotator.set_mode(POSITIVE)
     assert interaction.GetCurrentInteractionMode() == interaction.Place
     second = annotator.add_segment()
-    active = annotator.app.markups_logic._logic.GetActiveListID()  # noqa: SLF001 - trame-slicer wraps the logic
-    assert active == annotator.prompts(second)[0].GetID()
+    selection = annotator.scene.GetNodeByID("vtkMRMLSelectionNodeSingleton")
+    assert selection.GetActivePlaceNodeID() == annotator.prompts(second)[0].GetID()
+    assert annotator.mode == POSITIVE
     annotator.set_mode(None)
     assert interaction.GetCurrentInteractionMode() == interaction.ViewTransform
 

@@ -28,6 +28,7 @@ from trame_slicer.rca_view import register_rca_factories
 from trame_slicer.views import Layout, LayoutDirection, ViewLayoutDefinition
 
 from sammed3d.errors import SamMed3DError
+from SAMMed3DSlicerLib.prompt_nodes import prompt_nodes
 
 from . import scene_io
 from .annotator import NEGATIVE, POSITIVE, Annotator
@@ -95,7 +96,7 @@ class WebApp(object):
         self.layout_manager = LayoutManager(self.scene, self.slicer_app.view_manager, self.server)
         self.layout_manager.register_layout_dict(layouts())
         self.layout_manager.set_layout("Four-Up")
-        self.annotator = Annotator(self.scene, logic, self.slicer_app.markups_logic, on_change=self.refresh)
+        self.annotator = Annotator(self.scene, logic, on_change=self.refresh)
         self._poller = None
         self.saved = []
         self._init_state()
@@ -152,11 +153,13 @@ class WebApp(object):
     # ---- data ---------------------------------------------------------------------------------------------------
     def load(self, image, segmentation_path=None, name="Image") -> None:
         """Show ``image`` (SimpleITK) and annotate it; ``segmentation_path``: an existing segmentation to refine."""
-        for node in (self.annotator.segmentation_node, self.annotator.volume_node):
+        self.annotator.controller.stop_placing()
+        old_nodes = [self.annotator.segmentation_node, self.annotator.volume_node]
+        self.annotator.controller.select(None, None, None)
+        for node in old_nodes + list(self.scene.GetNodesByClass("vtkMRMLMarkupsFiducialNode")):
             if node is not None:
                 self.scene.RemoveNode(node)
-        for node in list(self.scene.GetNodesByClass("vtkMRMLMarkupsFiducialNode")):
-            self.scene.RemoveNode(node)
+        self.annotator.logic.forget()
         volume = scene_io.add_volume_node(self.scene, image, name)
         if segmentation_path is not None:
             segmentation = scene_io.load_segmentation_file(self.scene, segmentation_path, volume)
@@ -178,6 +181,11 @@ class WebApp(object):
         old = annotator.segmentation_node
         annotator.set_data(annotator.volume_node, segmentation)
         if old is not None:
+            for segment_id in old.GetSegmentation().GetSegmentIDs():
+                for node in prompt_nodes(old, segment_id, create=False):
+                    if node is not None:
+                        self.scene.RemoveNode(node)
+            annotator.logic.forget(old)
             self.scene.RemoveNode(old)
 
     def set_window_level(self, preset) -> None:
