@@ -45,6 +45,21 @@ def _logic(args):
     return InteractiveSegmentationLogic(server=args.server, token=args.server_token or args.token, max_rois=1)
 
 
+def _check_port_free(host: str, port: int) -> None:
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as error:
+        raise SamMed3DError("cannot listen on %s: %s" % (host, error)) from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(address)
+        except OSError as error:
+            raise SamMed3DError("cannot listen on %s:%d: %s" % (host, port, error.strerror or error)) from None
+
+
 def run(args) -> int:
     try:
         import trame_slicer  # noqa: F401
@@ -58,17 +73,22 @@ def run(args) -> int:
         raise SamMed3DError("listening on %s needs --token (anyone who can reach the port could use it)" % args.host)
     if not 0 < args.port < 65536:
         raise SamMed3DError("--port must be between 1 and 65535")
+    _check_port_free(args.host, args.port)
     output = check_output_path(args.output)
     segmentation = args.segmentation
+    if segmentation is not None and not Path(segmentation).exists():
+        raise SamMed3DError("segmentation file not found: %s" % segmentation)
     if segmentation is None and args.image and output.exists():
         segmentation = str(output)
     image = read_image_path(args.image) if args.image else None
 
     logic = _logic(args)
-    if not args.server:
+    model = logic.load_model()  # local weights, or a check that the remote engine answers (and accepts the token)
+    if args.server:
+        print("engine: %s" % args.server, flush=True)
+    else:
         from ..devices import describe_device
 
-        model = logic.load_model()
         print("model: %s on %s" % (args.checkpoint, describe_device(model.device)), flush=True)
     import vtk
 
