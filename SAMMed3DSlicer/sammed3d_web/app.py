@@ -102,6 +102,7 @@ class WebApp(object):
         self._init_state()
         self._build_ui()
         self.server.controller.on_server_bind.add(self._bind)
+        self.server.controller.on_client_connected.add(self._on_client_connected)
 
     # ---- state ----------------------------------------------------------------------------------------------------
     @property
@@ -288,6 +289,14 @@ class WebApp(object):
             if not self.annotator.poll():
                 self.refresh()
                 return
+
+    def _on_client_connected(self, *args, **kwargs):
+        # The views get their real size from the page: frame the 3D view again once they have it.
+        asyncio.get_event_loop().call_later(1.0, self._reset_3d_views)
+
+    def _reset_3d_views(self):
+        for view in self.slicer_app.view_manager.get_threed_views():
+            view.reset_view()
 
     # ---- HTTP -----------------------------------------------------------------------------------------------------
     def _bind(self, wslink_server):

@@ -26,6 +26,9 @@ def add_parser(subparsers) -> None:
                              "default: OUT when it exists")
     parser.add_argument("--checkpoint", default="turbo", help="turbo (default, downloaded once), demo, or a path")
     parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    parser.add_argument("--max-rois", type=int, default=1,
+                        help="ROIs one object may span: 1 (default, the official single ROI, as `sammed3d segment`); "
+                             "e.g. 6 follows larger objects (a liver)")
     parser.add_argument("--server", metavar="URL", help="use a remote `sammed3d serve` engine instead of a local model")
     parser.add_argument("--server-token", metavar="T", help="token of the remote engine (default: --token)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -38,11 +41,12 @@ def _logic(args):
     from SAMMed3DSlicerLib.interactive_logic import InteractiveSegmentationLogic
 
     if not args.server:
-        return InteractiveSegmentationLogic(args.checkpoint, args.device, max_rois=1)
+        return InteractiveSegmentationLogic(args.checkpoint, args.device, max_rois=args.max_rois)
     parameters = inspect.signature(InteractiveSegmentationLogic.__init__).parameters
     if "server" not in parameters:
         raise SamMed3DError("this installation has no remote engine support (--server); run without --server")
-    return InteractiveSegmentationLogic(server=args.server, token=args.server_token or args.token, max_rois=1)
+    return InteractiveSegmentationLogic(server=args.server, token=args.server_token or args.token,
+                                        max_rois=args.max_rois)
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -71,6 +75,8 @@ def run(args) -> int:
         raise SamMed3DError("the web app needs its extra: pip install \"sammed3d[web]\" (%s)" % error) from None
     if not is_local(args.host) and not args.token:
         raise SamMed3DError("listening on %s needs --token (anyone who can reach the port could use it)" % args.host)
+    if args.max_rois < 1:
+        raise SamMed3DError("--max-rois must be at least 1")
     if not 0 < args.port < 65536:
         raise SamMed3DError("--port must be between 1 and 65535")
     _check_port_free(args.host, args.port)
