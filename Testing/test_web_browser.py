@@ -169,6 +169,16 @@ async def annotate_in_browser(tmp_path, ct_path):
         await page.locator("input[type=file]").nth(1).set_input_files(str(output))
         await until(lambda: app.annotator.segments() and app.annotator.segments()[0]["name"] == "Segment_1"
                     and segment_voxel_count(app) == refined, what="the reloaded segmentation")
+
+        # What `sammed3d web CT -o OUT` does when OUT exists: the image with OUT's segments, ready to refine.
+        from sammed3d_web.scene_io import read_image_path
+
+        app.load(read_image_path(ct_path), output, name="CT")
+        assert [row["name"] for row in app.annotator.segments()] == ["Segment_1"]
+        assert segment_voxel_count(app) == refined
+        await page.get_by_role("button", name="Positive", exact=True).click()
+        await click_and_wait(page, app, x, y - box["height"] * 0.04, 1)  # refines the loaded segment
+        assert segment_voxel_count(app) > 0
         await browser.close()
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from typing import Optional
 
-
 from SAMMed3DSlicerLib.prompt_nodes import prompt_nodes, show_only_segment_prompts
 
 _POINT_EVENTS = ("PointPositionDefinedEvent", "PointEndInteractionEvent")
