@@ -179,6 +179,27 @@ async def annotate_in_browser(tmp_path, ct_path):
         await page.get_by_role("button", name="Positive", exact=True).click()
         await click_and_wait(page, app, x, y - box["height"] * 0.04, 1)  # refines the loaded segment
         assert segment_voxel_count(app) > 0
+
+        # The page stays responsive while the model works: a slow computation (3 s) runs off the event loop, so
+        # adding a segment meanwhile takes effect at once, and the result still lands in the segment clicked.
+        compute = app.annotator.logic.compute
+
+        def slow_compute(request):
+            time.sleep(3.0)
+            return compute(request)
+
+        app.annotator.logic.compute = slow_compute
+        clicked = app.annotator.segment_id
+        await page.mouse.move(x, y + box["height"] * 0.04, steps=3)
+        await page.mouse.click(x, y + box["height"] * 0.04)
+        await until(lambda: app.annotator.busy(), what="the slow computation")
+        started = time.time()
+        await page.get_by_role("button", name="Add", exact=True).click()
+        await until(lambda: len(app.annotator.segments()) == 2, timeout=2.0, what="a segment added while busy")
+        assert time.time() - started < 2.0 and app.annotator.busy()
+        await until(lambda: not app.annotator.busy(), what="the slow result")
+        assert app.annotator.segment_id != clicked and len(app.annotator.clicks(clicked)) == 2
+        app.annotator.logic.compute = compute
         await browser.close()
 
 
