@@ -17,7 +17,7 @@ from typing import Dict, List, Optional
 from sammed3d.errors import PromptError
 
 from .markups import Click, add_point_world, chronological_clicks, current_clicks, remove_click
-from .segment_io import read_segment_in_volume_grid, write_mask_to_segment
+from .segment_io import clear_segment, read_segment_in_volume_grid, write_mask_to_segment
 from .volume_conversion import volume_to_sitk
 
 
@@ -164,6 +164,17 @@ class InteractiveSegmentationLogic(object):
     def has_session(self, volume_node, segmentation_node, segment_id) -> bool:
         return (volume_node.GetID(), segmentation_node.GetID(), segment_id) in self._states
 
+    def clicks(self, volume_node, segmentation_node, segment_id) -> List[Click]:
+        """The segment's clicks in the order they were placed, as last read (empty without a session)."""
+        state = self._state(volume_node, segmentation_node, segment_id, create=False)
+        return list(state.clicks) if state is not None else []
+
+    def forget_volume(self, volume_node) -> None:
+        """Drop the cached image and the sessions of a volume (e.g. it is being removed from the scene)."""
+        self._images.pop(volume_node.GetID(), None)
+        for key in [k for k in self._states if k[0] == volume_node.GetID()]:
+            del self._states[key]
+
     def forget(self, segmentation_node=None, segment_id=None) -> None:
         """Drop sessions (all, those of a segmentation, or of one segment); the segments keep their content."""
         for key in list(self._states):
@@ -207,7 +218,7 @@ class InteractiveSegmentationLogic(object):
         """Write the mask into the request's segment (only that one). Main thread (writes MRML)."""
         start = time.perf_counter()
         if mask is None:
-            segmentation_node.GetSegmentation().ClearSegment(request.segment_id)
+            clear_segment(segmentation_node, request.segment_id)
         else:
             write_mask_to_segment(mask, volume_node, segmentation_node, request.segment_id)
         timings = dict(getattr(request.state.session, "last_timings", None) or {}) if request.clicks else {}
@@ -283,6 +294,6 @@ class InteractiveSegmentationLogic(object):
         if state is None:
             return
         if state.seed is None:
-            segmentation_node.GetSegmentation().ClearSegment(segment_id)
+            clear_segment(segmentation_node, segment_id)
         else:
             write_mask_to_segment(state.seed, volume_node, segmentation_node, segment_id)

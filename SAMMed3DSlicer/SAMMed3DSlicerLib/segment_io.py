@@ -174,6 +174,15 @@ def _check_labelmap_source(segmentation_node) -> None:
                               "labelmap segmentation." % (segmentation_node.GetName(), source))
 
 
+def clear_segment(segmentation_node, segment_id: str) -> None:
+    """Empty one segment and tell the views (vtkSegmentation.ClearSegment alone leaves the old overlay shown)."""
+    segmentation = segmentation_node.GetSegmentation()
+    segmentation.ClearSegment(segment_id)
+    segment = segmentation.GetSegment(segment_id)
+    if segment is not None:
+        segment.Modified()  # -> vtkSegmentation.SegmentModified: the displayable managers redraw
+
+
 def write_mask_to_segment(mask: sitk.Image, volume_node, segmentation_node, segment_id: str) -> None:
     """Replace the content of one segment by a mask given in ``volume_node``'s grid (other segments untouched)."""
     segmentation = segmentation_node.GetSegmentation()
@@ -184,7 +193,7 @@ def write_mask_to_segment(mask: sitk.Image, volume_node, segmentation_node, segm
     content = mask_content_image(mask)
     logic = vtkSlicerSegmentationsModuleLogic
     if content is None:
-        segmentation.ClearSegment(segment_id)
+        clear_segment(segmentation_node, segment_id)
         return
     to_segmentation = transform_between(volume_node, segmentation_node)
     target = reference_geometry(segmentation_node)

@@ -1,4 +1,4 @@
-"""The `sammed3d` command line: `segment`, `evaluate`, `train` and `serve` sub-commands.
+"""The `sammed3d` command line: `segment`, `evaluate`, `train`, `serve` and `web` sub-commands.
 
 Each sub-command lives in its own module exposing ``add_parser(subparsers)`` (which registers the arguments and sets
 ``func``). User errors (:class:`sammed3d.errors.SamMed3DError`) and usage errors print one line and exit with status 2; no
@@ -11,7 +11,7 @@ import sys
 
 from ..errors import SamMed3DError
 
-SUBCOMMANDS = ("segment", "evaluate", "train", "serve")
+SUBCOMMANDS = ("segment", "evaluate", "train", "serve", "web")
 
 
 class OneLineErrorParser(argparse.ArgumentParser):

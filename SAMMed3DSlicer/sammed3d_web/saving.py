@@ -1,0 +1,100 @@
+"""Save what was annotated: the segmentation (.seg.nrrd, every segment, written by Slicer's own storage node) and,
+beside it, one ``<segment name>.mrk.json`` per segment holding that segment's clicks in the order they were placed.
+
+``sammed3d segment IMAGE --points "<segment name>.mrk.json"`` then recomputes the segment: the first positive point
+centres the ROI there as here, and negative points carry the description ``negative``. Every file is written to a
+temporary file and moved into place, so a failed save never destroys an existing file.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+import slicer
+
+from sammed3d.atomic import atomic_path
+from sammed3d.errors import SamMed3DError
+
+SEGMENTATION_SUFFIX = ".seg.nrrd"
+MARKUPS_SCHEMA = ("https://raw.githubusercontent.com/slicer/slicer/master/Modules/Loadable/Markups/Resources/"
+                  "Schema/markups-schema-v1.0.3.json#")
+
+
+def check_output_path(path) -> Path:
+    """The output path if it ends in .seg.nrrd and its folder exists (else a one-line SamMed3DError)."""
+    path = Path(path)
+    if not path.name.lower().endswith(SEGMENTATION_SUFFIX) or len(path.name) <= len(SEGMENTATION_SUFFIX):
+        raise SamMed3DError("cannot write %s: the output must end in %s" % (path, SEGMENTATION_SUFFIX))
+    if not path.absolute().parent.is_dir():
+        raise SamMed3DError("cannot write %s: folder %s does not exist" % (path, path.absolute().parent))
+    return path
+
+
+def safe_file_stem(name: str) -> str:
+    """A segment name usable as a file name (path separators and control characters replaced)."""
+    stem = re.sub(r'[\\/:*?"<>|\x00-\x1f]', "_", name).strip().strip(".")
+    return stem or "Segment"
+
+
+def markups_document(clicks: Sequence[tuple], name: str) -> dict:
+    """A Slicer markups (point list) document; clicks are ((R, A, S), positive), written in LPS as Slicer does."""
+    points = []
+    for index, (ras, positive) in enumerate(clicks):
+        points.append({
+            "id": str(index + 1),
+            "label": "+%d" % (index + 1) if positive else "-%d" % (index + 1),
+            "description": "" if positive else "negative",
+            "associatedNodeID": "",
+            "position": [-float(ras[0]), -float(ras[1]), float(ras[2])],
+            "orientation": [-1.0, -0.0, -0.0, -0.0, -1.0, -0.0, 0.0, 0.0, 1.0],
+            "selected": True,
+            "locked": False,
+            "visibility": True,
+            "positionStatus": "defined",
+        })
+    return {"@schema": MARKUPS_SCHEMA, "markups": [{
+        "type": "Fiducial", "coordinateSystem": "LPS", "coordinateUnits": "mm", "locked": False,
+        "fixedNumberOfControlPoints": False, "labelFormat": "%N-%d", "lastUsedControlPointNumber": len(points),
+        "controlPoints": points, "name": name,
+    }]}
+
+
+def write_segmentation(segmentation_node, path: Path) -> None:
+    """Write every segment of ``segmentation_node`` to ``path`` (.seg.nrrd) with Slicer's storage node, atomically."""
+    storage = slicer.vtkMRMLSegmentationStorageNode()
+    storage.SetCropToMinimumExtent(False)  # the reference (image) grid, as `sammed3d segment` writes
+    with atomic_path(path, SEGMENTATION_SUFFIX) as temporary:
+        storage.SetFileName(temporary)
+        if not storage.WriteData(segmentation_node):
+            raise SamMed3DError("cannot write %s" % path)
+
+
+def write_markups(path: Path, clicks: Sequence[tuple], name: str) -> None:
+    with atomic_path(path) as temporary:
+        Path(temporary).write_text(json.dumps(markups_document(clicks, name), indent=2), encoding="utf-8")
+
+
+def save_annotations(segmentation_node, clicks_by_segment: Dict[str, List[tuple]], output) -> List[Path]:
+    """Write the segmentation to ``output`` and one .mrk.json per segment name with clicks; returns the files.
+
+    clicks_by_segment: segment name -> [((R, A, S), positive), ...] in the order they were placed.
+    """
+    output = check_output_path(output)
+    written = []
+    try:
+        write_segmentation(segmentation_node, output)
+    except OSError as error:
+        raise SamMed3DError("cannot write %s: %s" % (output, error)) from None
+    written.append(output)
+    for name, clicks in clicks_by_segment.items():
+        if not clicks:
+            continue
+        path = output.parent / (safe_file_stem(name) + ".mrk.json")
+        try:
+            write_markups(path, clicks, name)
+        except OSError as error:
+            raise SamMed3DError("cannot write %s: %s" % (path, error)) from None
+        written.append(path)
+    return written
