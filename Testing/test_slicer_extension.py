@@ -160,7 +160,7 @@ def test_the_mrml_logic_imports_without_torch():
     import sys
 
     code = ("import sys; sys.path.insert(0, %r); import SAMMed3DSlicerLib.interactive_logic, "
-            "SAMMed3DSlicerLib.background, SAMMed3DSlicerLib.dependencies, SAMMed3DSlicerLib.self_test_case; "
+            "SAMMed3DSlicerLib.background, SAMMed3DSlicerLib.controller, SAMMed3DSlicerLib.dependencies, SAMMed3DSlicerLib.self_test_case; "
             "assert 'torch' not in sys.modules, 'torch imported at module load'" % str(MODULE_DIR))
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -115,6 +115,20 @@ class InteractiveSegmentationLogic(object):
                 self._model = sammed3d.load_model(self.checkpoint, self.device, **options)
             return self._model
 
+    def warm_up(self) -> None:
+        """One click on a small synthetic image (one encoder and decoder pass): the first real click then costs
+        what later first clicks cost. Any thread; touches no MRML."""
+        import numpy as np
+        import SimpleITK as sitk
+        from sammed3d.session import InteractiveSession
+
+        voxels = np.random.default_rng(0).integers(0, 1000, size=(48, 48, 48)).astype(np.int16)
+        image = sitk.GetImageFromArray(voxels)
+        image.SetSpacing((1.5, 1.5, 1.5))
+        centre_lps = image.TransformIndexToPhysicalPoint((24, 24, 24))
+        session = InteractiveSession(self.load_model(), image, **dict(self.session_options, max_rois=1))
+        session.set_clicks([((-centre_lps[0], -centre_lps[1], centre_lps[2]), True)])
+
     # ---- sessions ----------------------------------------------------------------------------------------------
     def _image(self, volume_node):
         mtime = volume_node.GetImageData().GetMTime() if volume_node.GetImageData() is not None else None
@@ -143,6 +157,17 @@ class InteractiveSegmentationLogic(object):
 
     def has_session(self, volume_node, segmentation_node, segment_id) -> bool:
         return (volume_node.GetID(), segmentation_node.GetID(), segment_id) in self._states
+
+    def clicks(self, volume_node, segmentation_node, segment_id) -> List[Click]:
+        """The segment's clicks in the order they were placed, as last read (empty without a session)."""
+        state = self._state(volume_node, segmentation_node, segment_id, create=False)
+        return list(state.clicks) if state is not None else []
+
+    def forget_volume(self, volume_node) -> None:
+        """Drop the cached image and the sessions of a volume (e.g. it is being removed from the scene)."""
+        self._images.pop(volume_node.GetID(), None)
+        for key in [k for k in self._states if k[0] == volume_node.GetID()]:
+            del self._states[key]
 
     def forget(self, segmentation_node=None, segment_id=None) -> None:
         """Drop sessions (all, those of a segmentation, or of one segment); the segments keep their content."""
