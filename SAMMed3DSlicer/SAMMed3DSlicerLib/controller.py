@@ -107,6 +107,7 @@ class InteractiveSegmentationController(object):
         self.segment_id = None
         self._dependencies_missing = dependencies_missing or _dependencies_missing
         self._scene_tags = []
+        self._singleton_tags = []  # (node, tag)
         self._point_tags = []  # (node, tag)
         self._observed_points = ()
         self._requested = {}  # segment key -> click signature last sent to the model
@@ -123,7 +124,9 @@ class InteractiveSegmentationController(object):
         """Observe ``scene`` (close, node removal)."""
         for tag in self._scene_tags:
             self.scene.RemoveObserver(tag)
-        self._scene_tags = []
+        for node, tag in self._singleton_tags:
+            node.RemoveObserver(tag)
+        self._scene_tags, self._singleton_tags = [], []
         self.scene = scene
         if scene is None:
             return
@@ -137,6 +140,11 @@ class InteractiveSegmentationController(object):
 
         self._node_removed_callback = node_about_to_be_removed  # keep the decorated callable alive
         self._scene_tags.append(scene.AddObserver(scene.NodeAboutToBeRemovedEvent, node_about_to_be_removed))
+        for singleton in ("vtkMRMLInteractionNodeSingleton", "vtkMRMLSelectionNodeSingleton"):
+            node = scene.GetNodeByID(singleton)  # place mode on / off, active place node: refresh the buttons
+            if node is not None:
+                self._singleton_tags.append((node, node.AddObserver(vtk.vtkCommand.ModifiedEvent,
+                                                                    self._on_place_state_modified)))
 
     def close(self) -> None:
         """Stop observing and drop every pending result (the front end goes away)."""
@@ -144,6 +152,12 @@ class InteractiveSegmentationController(object):
         self.set_scene(None)
         self.jobs.invalidate()
         self._waiting.clear()
+
+    def _on_place_state_modified(self, caller=None, event=None) -> None:
+        placing = self.placing
+        if placing != getattr(self, "_last_placing", None):
+            self._last_placing = placing
+            self.view.changed()
 
     def _on_scene_start_close(self, caller=None, event=None) -> None:
         """Scene close: segment jobs become stale, sessions are forgotten, nothing is selected (the model stays)."""
