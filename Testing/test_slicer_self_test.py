@@ -37,7 +37,7 @@ def test_self_test_core_passes_its_floor_on_real_mrml(monkeypatch, capsys):
     assert np.asarray(sitk.GetArrayViewFromImage(case.reference)).any(), "the engine's mask is empty"
     assert score >= case.min_dice, score
     # For the record (not asserted: the demo model is retrained from time to time): the demo vs the liver label.
-    segment_id = segmentation.GetSegmentation().GetSegmentIdBySegmentName("liver")
+    segment_id = update.segment_id
     case.reference = case.label
     with capsys.disabled():
         print("\nself-test: Dice with the engine %.3f; demo model vs liver label %.3f"
