@@ -171,7 +171,7 @@ class SAMMed3DSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = SAMMed3DSlicerLogic()
         self.pollTimer = qt.QTimer(uiWidget)
-        self.pollTimer.setInterval(10)  # each poll itself waits up to 40 ms for the worker (GIL released)
+        self.pollTimer.setInterval(10)  # each poll itself waits up to 30 ms for the worker (GIL released)
         self.pollTimer.connect("timeout()", self._poll)
         self.controller = InteractiveSegmentationController(
             self.logic.interactive, BackgroundJobs(), _WidgetView(self), slicer.mrmlScene)

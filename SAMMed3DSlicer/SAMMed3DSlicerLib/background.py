@@ -23,7 +23,7 @@ from typing import Callable, Hashable, Optional
 SKIPPED = object()
 
 #: Longest time one :meth:`BackgroundJobs.poll` keeps the caller while a job runs (GUI stays responsive).
-DEFAULT_WAIT_SECONDS = 0.04
+DEFAULT_WAIT_SECONDS = 0.03
 
 
 class _Job(object):

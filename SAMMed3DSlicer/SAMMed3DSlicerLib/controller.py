@@ -7,7 +7,7 @@ Public API (all calls from the thread that owns the scene: Slicer's main thread,
     controller.select(volume_node, segmentation_node, segment_id)   # whenever the user's selection changes
     controller.start_placing(positive=True) / stop_placing()          # place mode into the segment's point list
     controller.placing                                                # True (positive), False (negative), None
-    controller.load_model()                                           # background load + warm-up (one encoder pass)
+    controller.load_model()                                           # background load, GIL-free encoder, warm-up
     controller.request_segmentation()                                 # recompute the selected segment (normally
                                                                       # triggered by the point lists' events)
     controller.undo() / redo() / reset() / new_segment()
@@ -339,8 +339,10 @@ class InteractiveSegmentationController(object):
                     done / 1e6, "%.0f" % (total / 1e6) if total else "?"), done / total if total else None)
 
         def load_and_warm_up():
-            self.logic.load_model(progress=progress)
-            self.logic.warm_up()
+            from .gil_free import release_gil_in_encoder
+
+            release_gil_in_encoder(self.logic.load_model(progress=progress))  # full speed under Slicer's loop
+            self.logic.warm_up()  # also traces the encoder
 
         def loaded(_):
             seconds = time.perf_counter() - started
