@@ -183,3 +183,24 @@ def test_the_mrml_logic_imports_without_torch():
             "assert 'torch' not in sys.modules, 'torch imported at module load'" % str(MODULE_DIR))
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_cosmetic_defects_stay_fixed():
+    """Positive / Negative are distinct, labelled buttons (not markups place widgets, whose icons are identical and
+    whose Delete button comes back); the segment selector offers no dead "Edit" entry; the demo model is offered."""
+    root = ElementTree.parse(UI_FILE).getroot()
+    widgets = {widget.get("name"): widget for widget in root.iter("widget")}
+    assert not [w for w in widgets.values() if w.get("class") == "qSlicerMarkupsPlaceWidget"]
+    texts = []
+    for name in ("positivePlaceButton", "negativePlaceButton"):
+        widget = widgets[name]
+        assert widget.get("class") == "QPushButton"
+        properties = {p.get("name"): p for p in widget.iter("property")}
+        assert properties["checkable"].findtext("bool") == "true"
+        texts.append(properties["text"].findtext("string"))
+    assert texts[0] != texts[1] and all(texts)
+    selector = {p.get("name"): p for p in widgets["segmentSelector"].iter("property")}
+    assert selector["editEnabled"].findtext("bool") == "false"
+    text = MODULE_FILE.read_text()
+    assert '(DEMO, "Bundled demo model (offline)")' in text
+    assert "_dotIcon(color)" in text  # green / red icons from the point lists' colours
