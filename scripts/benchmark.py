@@ -259,12 +259,14 @@ def _first_click_child(args):
         logic.warm_up()
         print("warm-up (in the background in Slicer) %.2f s" % (time.perf_counter() - start))
     times = []
-    for segment_id, kji in ((target, (10, 250, 260)), (other, (10, 270, 300))):
+    second = segmentation.GetSegmentation().AddEmptySegment("second")
+    for segment_id, kji in ((target, (10, 250, 260)), (second, (10, 270, 300))):
         positive, negative = prompt_nodes(segmentation, segment_id)
         place(positive, volume, kji)
         start = time.perf_counter()
-        logic.segment(volume, segmentation, segment_id, positive, negative)
+        update = logic.segment(volume, segmentation, segment_id, positive, negative)
         times.append(time.perf_counter() - start)
+        print("  %s" % _parts(update.timings))
     print("RESULT %.4f %.4f" % tuple(times))
 
 

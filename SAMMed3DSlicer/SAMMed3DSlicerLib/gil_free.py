@@ -27,10 +27,15 @@ def _autocast_enabled(torch) -> bool:
 def release_gil_in_encoder(model) -> bool:
     """Make ``model.image_encoder`` run without the GIL (see the module docstring); True if it was wrapped."""
     encoder = getattr(model, "image_encoder", None)
-    if encoder is None or isinstance(encoder, TracedEncoder):
+    if encoder is None or is_gil_free(encoder):
         return False
-    model.image_encoder = TracedEncoder(encoder)
+    model.image_encoder = _traced_encoder_class()(encoder)
     return True
+
+
+def is_gil_free(encoder) -> bool:
+    """True for an encoder wrapped by :func:`release_gil_in_encoder`."""
+    return bool(getattr(encoder, "runs_without_gil", False))
 
 
 def _traced_encoder_class():
@@ -38,6 +43,8 @@ def _traced_encoder_class():
 
     class TracedEncoder(torch.nn.Module):
         """The eager encoder, run through a per-shape TorchScript trace of itself (same parameters)."""
+
+        runs_without_gil = True
 
         def __init__(self, eager):
             super().__init__()
@@ -71,16 +78,3 @@ def _traced_encoder_class():
                 return traced(image)
 
     return TracedEncoder
-
-
-class _LazyClass(object):
-    """``TracedEncoder`` is defined on first use so that importing this module does not import torch."""
-
-    def __instancecheck__(self, instance):
-        return type(instance).__name__ == "TracedEncoder" and hasattr(instance, "_traces")
-
-    def __call__(self, *args, **kwargs):
-        return _traced_encoder_class()(*args, **kwargs)
-
-
-TracedEncoder = _LazyClass()
