@@ -35,12 +35,13 @@ def test_same_embedding_as_the_eager_encoder(models):
 
 
 def finishes_within_a_short_wait_after_a_long_gil_hold(model):
-    """Start an encoder pass (two ROIs) in a thread, let it run 0.1 s, hold the GIL in a C call (as Slicer's idle
-    event loop does) for far longer than the pass takes, then give the thread 50 ms: only an encoder that kept
-    running while the GIL was held is done."""
+    """Start an encoder pass (twelve ROIs) in a thread, give it 0.5 s to get going (a loaded CI machine may not
+    schedule it at once), hold the GIL in a C call (as Slicer's idle event loop does) for far longer than the pass
+    takes, then give the thread 50 ms: only an encoder that kept running while the GIL was held is done (the eager
+    one needs several times the 0.55 s it got without the GIL held)."""
     libc = ctypes.PyDLL(None)
     started, done = threading.Event(), threading.Event()
-    x = roi(batch=2)
+    x = roi(batch=12)
 
     def run():
         with torch.inference_mode():
@@ -51,8 +52,8 @@ def finishes_within_a_short_wait_after_a_long_gil_hold(model):
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     assert started.wait(10)
-    done.wait(0.1)  # the GIL is free: the thread gets into the encoder
-    libc.usleep(4000000)  # 4 s with the GIL held (the demo encoder needs well under 2 s for two ROIs)
+    done.wait(0.5)  # the GIL is free: the thread gets into the encoder
+    libc.usleep(10000000)  # 10 s with the GIL held (the demo encoder needs 1-3 s for twelve ROIs)
     finished = done.wait(0.05)
     thread.join(60)
     return finished
@@ -62,6 +63,6 @@ def finishes_within_a_short_wait_after_a_long_gil_hold(model):
 def test_the_encoder_runs_while_the_main_thread_holds_the_gil(models):
     eager, wrapped = models
     with torch.inference_mode():
-        wrapped.encode(roi(batch=2))  # traced already (the module's warm-up does this in the background)
+        wrapped.encode(roi(batch=12))  # traced already (the module's warm-up does this in the background)
     assert finishes_within_a_short_wait_after_a_long_gil_hold(wrapped)
     assert not finishes_within_a_short_wait_after_a_long_gil_hold(eager)  # eager needs the GIL between operations
