@@ -1,9 +1,11 @@
 """SAM-Med3D interactive segmentation for 3D Slicer: positive / negative points in any view -> a segment.
 
-The widget is thin Qt wiring; every decision lives in SAMMed3DSlicerLib (MRML only, tested without Slicer).
+The widget only forwards Qt signals to :class:`SAMMed3DSlicerLib.controller.InteractiveSegmentationController` and
+shows its state; every decision lives in SAMMed3DSlicerLib (MRML only, tested without Slicer).
 """
 import logging
-import time
+import traceback
+import unittest
 
 import qt
 import slicer
@@ -17,19 +19,28 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 from SAMMed3DSlicerLib.background import BackgroundJobs
-from SAMMed3DSlicerLib.dependencies import missing_packages
+from SAMMed3DSlicerLib.controller import ControllerView, InteractiveSegmentationController
+from SAMMed3DSlicerLib.dependencies import InstallCancelled, InstallPlan, ReentryGuard
 from SAMMed3DSlicerLib.interactive_logic import LARGE_OBJECT_MAX_ROIS, InteractiveSegmentationLogic
-from SAMMed3DSlicerLib.prompt_nodes import prompt_nodes, show_only_segment_prompts
+from SAMMed3DSlicerLib.prompt_nodes import NEGATIVE_COLOR, POSITIVE_COLOR, prompt_nodes
 
+# Keys no Slicer view uses (views: r f b g t v s, arrows, [ ] { }, + -, Home/End/Insert/PageDown, Delete;
+# SlicerNNInteractive: e r s Ctrl+Z on the main window). Installed on enter, removed on exit, as the Segment
+# Editor does. Reset has no key: it is a button, and undoable.
 SHORTCUTS = (
-    ("A", "place positive points", "onPlacePositive"),
-    ("S", "place negative points", "onPlaceNegative"),
-    ("Ctrl+Z", "undo the last point", "onUndo"),
-    ("Ctrl+Y", "redo", "onRedo"),
-    ("R", "reset the segment (remove its points, restore its original content)", "onReset"),
-    ("E", "next segment (new empty segment)", "onNextSegment"),
+    ("A", "place positive points (inside the structure)", "onPlacePositive"),
+    ("D", "place negative points (outside the structure)", "onPlaceNegative"),
+    ("Z", "undo the last point (right after a reset: put the reset points back)", "onUndo"),
+    ("Shift+Z", "redo", "onRedo"),
+    ("N", "next segment (new empty segment, placing positive points)", "onNextSegment"),
 )
 TURBO = "turbo"
+DEMO = "demo"
+MODEL_SOURCES = (
+    (TURBO, "SAM-Med3D-turbo (downloaded once)"),
+    (DEMO, "Bundled demo model (offline)"),
+    ("file", "Local weights file"),
+)
 
 
 def _shortcut_help():
@@ -52,12 +63,14 @@ class SAMMed3DSlicer(ScriptedLoadableModule):
             "<li>Press <b>Positive</b> and click in the structure; the segment updates after every point "
             "(the first point computes the image embedding, later points reuse it).</li>"
             "<li>Add <b>Negative</b> points where the segment leaks; drag points to move them; "
-            "<b>Undo</b>/<b>Redo</b>/<b>Reset</b> at will. Each segment keeps its own points.</li>"
+            "<b>Undo</b>/<b>Redo</b>/<b>Reset</b> at will (Undo also takes back a Reset). Each segment keeps its own "
+            "points.</li>"
             "<li>A segment that already has content is refined: its content is the starting mask.</li></ol>"
-            "Keyboard shortcuts (while the module is open):<ul>" + _shortcut_help() + "</ul>"
+            "Keyboard shortcuts (while the module is open; none of them is used by Slicer's views):<ul>"
+            + _shortcut_help() + "</ul>"
             "The first use asks to install PyTorch (through the PyTorch extension when installed) and downloads "
-            "the SAM-Med3D-turbo weights (about 400 MB) from Hugging Face, or use a local weights file. "
-            "See <a href='https://github.com/uni-medical/SAM-Med3D'>SAM-Med3D</a>."
+            "the SAM-Med3D-turbo weights (about 400 MB) from Hugging Face; the bundled demo model works offline, "
+            "and a local weights file can be used. See <a href='https://github.com/uni-medical/SAM-Med3D'>SAM-Med3D</a>."
         )
         self.parent.acknowledgementText = (
             "SAM-Med3D: Wang H. et al., \"SAM-Med3D: Towards General-purpose Segmentation Models for Volumetric "
@@ -84,8 +97,11 @@ class SAMMed3DSlicerLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def checkpointFromParameters(parameterNode):
-        """"turbo", or the local weights file when that source is chosen (None while no file is chosen)."""
-        if parameterNode.GetParameter("ModelSource") != "file":
+        """"turbo", "demo", or the local weights file when that source is chosen (None while no file is chosen)."""
+        source = parameterNode.GetParameter("ModelSource")
+        if source == DEMO:
+            return DEMO
+        if source != "file":
             return TURBO
         return parameterNode.GetParameter("CheckpointPath") or None
 
@@ -106,54 +122,45 @@ class SAMMed3DSlicerLogic(ScriptedLoadableModuleLogic):
             positiveNode, negativeNode = self.promptNodes(segmentationNode, segmentId)
         return self.interactive.segment(volumeNode, segmentationNode, segmentId, positiveNode, negativeNode)
 
-    def reset(self, volumeNode, segmentationNode, segmentId):
-        positiveNode, negativeNode = self.promptNodes(segmentationNode, segmentId)
-        self.interactive.reset(volumeNode, segmentationNode, segmentId, positiveNode, negativeNode)
 
-    @staticmethod
-    def ensureDependencies(askConfirmation=True):
-        """Install missing Python packages after the user agrees; True when everything is importable."""
-        torchMissing, pipRequirements = missing_packages()
-        if not torchMissing and not pipRequirements:
-            return True
-        names = (["PyTorch"] if torchMissing else []) + pipRequirements
-        if askConfirmation and not slicer.util.confirmOkCancelDisplay(
-                "SAM-Med3D needs these Python packages, not installed yet:\n  %s\n\nInstall them now? This downloads "
-                "them (PyTorch is large) and may take several minutes." % "\n  ".join(names),
-                windowTitle="SAM-Med3D: install dependencies"):
-            return False
-        if torchMissing:
-            try:
-                import PyTorchUtils  # the PyTorch extension: picks the right CUDA / CPU wheel
-            except ImportError:
-                PyTorchUtils = None
-            if PyTorchUtils is not None:
-                torchLogic = PyTorchUtils.PyTorchUtilsLogic()
-                if not torchLogic.torchInstalled():
-                    if torchLogic.installTorch(askConfirmation=False, torchVersionRequirement=">=2.1") is None:
-                        return False
-            else:
-                slicer.util.pip_install("torch>=2.1")
-        if pipRequirements:
-            slicer.util.pip_install(pipRequirements)
-        torchMissing, pipRequirements = missing_packages()
-        return not torchMissing and not pipRequirements
+class _WidgetView(ControllerView):
+    """The controller's view in Slicer: status label, dialogs (never opened inside a VTK callback), progress."""
+
+    def __init__(self, widget):
+        self.widget = widget
+
+    def status(self, text):
+        self.widget.ui.statusLabel.setText(text)
+
+    def error(self, message):
+        qt.QTimer.singleShot(0, lambda: slicer.util.errorDisplay(message, windowTitle="SAM-Med3D"))
+
+    def progress(self, text, fraction=None):
+        self.widget.showProgress(text, fraction)
+
+    def changed(self):
+        self.widget.updateButtons()
+
+    def start_polling(self):
+        self.widget.pollTimer.start()
+
+    def install_dependencies(self, then):
+        self.widget.installDependencies(then)
 
 
 class SAMMed3DSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """Qt wiring: selectors, point placement, buttons, shortcuts; inference off the GUI thread."""
+    """Qt wiring: selectors, buttons and shortcuts forward to the controller; the GUI shows its state."""
 
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = None
+        self.controller = None
         self._parameterNode = None
         self._updatingGUI = False
         self._shortcuts = []
-        self._observedPointNodes = []
-        self._jobs = None
         self._progress = None
-        self._download = None
+        self._installGuard = ReentryGuard()
 
     # ---- setup --------------------------------------------------------------------------------------------------
     def setup(self):
@@ -163,25 +170,19 @@ class SAMMed3DSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = SAMMed3DSlicerLogic()
-        self._jobs = BackgroundJobs()
-        self._pollTimer = qt.QTimer(uiWidget)
-        self._pollTimer.setInterval(30)
-        self._pollTimer.connect("timeout()", self._pollJobs)
+        self.pollTimer = qt.QTimer(uiWidget)
+        self.pollTimer.setInterval(10)  # each poll itself waits up to 30 ms for the worker (GIL released)
+        self.pollTimer.connect("timeout()", self._poll)
+        self.controller = InteractiveSegmentationController(
+            self.logic.interactive, BackgroundJobs(), _WidgetView(self), slicer.mrmlScene)
 
-        for placeWidget in (self.ui.positivePlaceWidget, self.ui.negativePlaceWidget):
-            placeWidget.setMRMLScene(slicer.mrmlScene)
-            placeWidget.placeMultipleMarkups = placeWidget.ForcePlaceMultipleMarkups  # persistent place mode
-            placeWidget.buttonsVisible = False
-            placeWidget.placeButton().show()
-            placeWidget.deleteAllControlPointsOptionVisible = False
-        self.ui.positivePlaceWidget.placeButton().setText("Positive")
-        self.ui.negativePlaceWidget.placeButton().setText("Negative")
-        self.ui.positivePlaceWidget.placeButton().setToolTip("Place points inside the structure (A)")
-        self.ui.negativePlaceWidget.placeButton().setToolTip("Place points outside the structure (S)")
-
+        for button, color, text in ((self.ui.positivePlaceButton, POSITIVE_COLOR, "Positive (inside)"),
+                                    (self.ui.negativePlaceButton, NEGATIVE_COLOR, "Negative (outside)")):
+            button.setIcon(_dotIcon(color))
+            button.setText(text)
         self.ui.modelSelector.clear()
-        self.ui.modelSelector.addItem("SAM-Med3D-turbo (downloaded once)", TURBO)
-        self.ui.modelSelector.addItem("Local weights file", "file")
+        for source, label in MODEL_SOURCES:
+            self.ui.modelSelector.addItem(label, source)
         self.ui.deviceSelector.clear()
         for device in ("auto", "cpu", "cuda", "mps"):
             self.ui.deviceSelector.addItem(device, device)
@@ -195,22 +196,24 @@ class SAMMed3DSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.checkpointPathLineEdit.connect("currentPathChanged(QString)", self.updateParameterNodeFromGUI)
         self.ui.deviceSelector.connect("currentIndexChanged(int)", self.updateParameterNodeFromGUI)
         self.ui.followLargeObjectsCheckBox.connect("toggled(bool)", self.updateParameterNodeFromGUI)
+        self.ui.positivePlaceButton.connect("clicked(bool)", lambda on: self._togglePlacing(True, on))
+        self.ui.negativePlaceButton.connect("clicked(bool)", lambda on: self._togglePlacing(False, on))
         self.ui.undoButton.connect("clicked()", self.onUndo)
         self.ui.redoButton.connect("clicked()", self.onRedo)
         self.ui.resetButton.connect("clicked()", self.onReset)
         self.ui.nextSegmentButton.connect("clicked()", self.onNextSegment)
         self.ui.loadModelButton.connect("clicked()", self.onLoadModel)
 
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.initializeParameterNode()
 
     def cleanup(self):
         self.removeObservers()
         self._removeShortcuts()
-        if self._jobs is not None:
-            self._pollTimer.stop()
-            self._jobs.shutdown()
+        if self.controller is not None:
+            self.pollTimer.stop()
+            self.controller.close()
+            self.controller.jobs.shutdown()  # its daemon worker never holds up Slicer's exit
 
     def enter(self):
         self.initializeParameterNode()
@@ -218,13 +221,11 @@ class SAMMed3DSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def exit(self):
         self._removeShortcuts()
-        self.onStopPlacing()
-
-    def onSceneStartClose(self, caller, event):
-        self.setParameterNode(None)
-        self.logic.interactive.forget()
+        self.controller.stop_placing()
 
     def onSceneEndClose(self, caller, event):
+        # The controller already dropped its jobs and selection at StartCloseEvent.
+        self.setParameterNode(None)
         if self.parent.isEntered:
             self.initializeParameterNode()
 
@@ -260,46 +261,30 @@ class SAMMed3DSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.addObserver(node, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
         self.updateGUIFromParameterNode()
 
-    def _selection(self):
-        """(volume, segmentation, segment ID) currently selected (any may be None)."""
-        node = self._parameterNode
-        if node is None:
-            return None, None, None
-        return (node.GetNodeReference("InputVolume"), node.GetNodeReference("Segmentation"),
-                node.GetParameter("SegmentID") or None)
-
     def updateGUIFromParameterNode(self, caller=None, event=None):
         if self._parameterNode is None or self._updatingGUI:
             return
         self._updatingGUI = True
         try:
-            volume, segmentation, segmentId = self._selection()
+            node = self._parameterNode
+            volume, segmentation = node.GetNodeReference("InputVolume"), node.GetNodeReference("Segmentation")
+            segmentId = node.GetParameter("SegmentID") or None
             self.ui.inputVolumeSelector.setCurrentNode(volume)
             self.ui.segmentSelector.setCurrentNode(segmentation)
             if segmentId:
                 self.ui.segmentSelector.setCurrentSegmentID(segmentId)
-            isFile = self._parameterNode.GetParameter("ModelSource") == "file"
-            self.ui.modelSelector.setCurrentIndex(1 if isFile else 0)
-            self.ui.checkpointPathLineEdit.setEnabled(isFile)
-            self.ui.checkpointPathLineEdit.currentPath = self._parameterNode.GetParameter("CheckpointPath")
-            self.ui.deviceSelector.setCurrentIndex(max(0, self.ui.deviceSelector.findData(
-                self._parameterNode.GetParameter("Device"))))
-            self.ui.followLargeObjectsCheckBox.checked = (
-                self._parameterNode.GetParameter("FollowLargeObjects") != "false")
-            ready = bool(volume and segmentation and segmentId)
-            positive, negative = (prompt_nodes(segmentation, segmentId) if ready else (None, None))
-            self.ui.positivePlaceWidget.setCurrentNode(positive)
-            self.ui.negativePlaceWidget.setCurrentNode(negative)
-            self.ui.positivePlaceWidget.setEnabled(ready)
-            self.ui.negativePlaceWidget.setEnabled(ready)
-            self.ui.nextSegmentButton.setEnabled(segmentation is not None)
-            self.ui.resetButton.setEnabled(ready)
-            interactive = self.logic.interactive
-            self.ui.undoButton.setEnabled(ready and interactive.can_undo(volume, segmentation, segmentId))
-            self.ui.redoButton.setEnabled(ready and interactive.can_redo(volume, segmentation, segmentId))
-            if segmentation is not None:
-                show_only_segment_prompts(segmentation, segmentId)
-            self._observePointNodes(positive, negative)
+            source = node.GetParameter("ModelSource") or TURBO
+            self.ui.modelSelector.setCurrentIndex(max(0, self.ui.modelSelector.findData(source)))
+            self.ui.checkpointPathLineEdit.setEnabled(source == "file")
+            self.ui.checkpointPathLineEdit.currentPath = node.GetParameter("CheckpointPath")
+            self.ui.deviceSelector.setCurrentIndex(max(0, self.ui.deviceSelector.findData(node.GetParameter("Device"))))
+            followLarge = node.GetParameter("FollowLargeObjects") != "false"
+            self.ui.followLargeObjectsCheckBox.checked = followLarge
+            checkpoint = SAMMed3DSlicerLogic.checkpointFromParameters(node)
+            if checkpoint is not None:
+                self.logic.setModelOptions(checkpoint, node.GetParameter("Device"))
+            self.logic.setFollowLargeObjects(followLarge)
+            self.controller.select(volume, segmentation, segmentId)  # calls updateButtons through the view
         finally:
             self._updatingGUI = False
 
@@ -320,175 +305,145 @@ class SAMMed3DSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         finally:
             self._parameterNode.EndModify(wasModifying)
 
-    # ---- point nodes -----------------------------------------------------------------------------------------------
-    def _observePointNodes(self, *nodes):
-        nodes = [node for node in nodes if node is not None]
-        if nodes == self._observedPointNodes:
-            return
-        for node in self._observedPointNodes:
-            self.removeObserver(node, slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent, self.onPointsChanged)
-            self.removeObserver(node, slicer.vtkMRMLMarkupsNode.PointEndInteractionEvent, self.onPointsChanged)
-            self.removeObserver(node, slicer.vtkMRMLMarkupsNode.PointRemovedEvent, self.onPointsChanged)
-        for node in nodes:
-            self.addObserver(node, slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent, self.onPointsChanged)
-            self.addObserver(node, slicer.vtkMRMLMarkupsNode.PointEndInteractionEvent, self.onPointsChanged)
-            self.addObserver(node, slicer.vtkMRMLMarkupsNode.PointRemovedEvent, self.onPointsChanged)
-        self._observedPointNodes = nodes
+    def updateButtons(self):
+        """Show the controller's state: what can be done, which place mode is on."""
+        controller = self.controller
+        ready = controller.ready()
+        placing = controller.placing
+        for button, positive in ((self.ui.positivePlaceButton, True), (self.ui.negativePlaceButton, False)):
+            button.setEnabled(ready)
+            wasBlocked = button.blockSignals(True)
+            button.checked = placing is positive
+            button.blockSignals(wasBlocked)
+        self.ui.undoButton.setEnabled(controller.can_undo())
+        self.ui.redoButton.setEnabled(controller.can_redo())
+        self.ui.resetButton.setEnabled(ready)
+        self.ui.nextSegmentButton.setEnabled(controller.segmentation_node is not None)
 
-    def onPointsChanged(self, caller=None, event=None):
-        """A point was placed, moved or removed: recompute the segment in the background."""
-        self.requestSegmentation()
+    # ---- placing and buttons ------------------------------------------------------------------------------------------
+    def _togglePlacing(self, positive, on):
+        if on:
+            self.controller.start_placing(positive)
+        else:
+            self.controller.stop_placing()
+        self.updateButtons()
 
     def onPlacePositive(self):
-        if self.ui.positivePlaceWidget.enabled:
-            self.ui.positivePlaceWidget.setPlaceModeEnabled(True)
+        self.controller.start_placing(True)
 
     def onPlaceNegative(self):
-        if self.ui.negativePlaceWidget.enabled:
-            self.ui.negativePlaceWidget.setPlaceModeEnabled(True)
+        self.controller.start_placing(False)
 
-    def onStopPlacing(self):
-        for placeWidget in (self.ui.positivePlaceWidget, self.ui.negativePlaceWidget):
-            placeWidget.setPlaceModeEnabled(False)
-
-    # ---- model loading ---------------------------------------------------------------------------------------------
-    def _ensureModel(self, then):
-        """Install dependencies (asking first) and load the model in the background, then call ``then``."""
-        checkpoint = SAMMed3DSlicerLogic.checkpointFromParameters(self._parameterNode)
-        if checkpoint is None:
-            self._setStatus("Choose a local weights file (Model section), or the SAM-Med3D-turbo weights.")
-            return
-        self.logic.setModelOptions(checkpoint, self._parameterNode.GetParameter("Device"))
-        self.logic.setFollowLargeObjects(self._parameterNode.GetParameter("FollowLargeObjects") != "false")
-        if self.logic.interactive.model_loaded:
-            then()
-            return
-        if not SAMMed3DSlicerLogic.ensureDependencies():
-            self._setStatus("PyTorch and the other dependencies are needed to run SAM-Med3D.")
-            return
-        if self._jobs.busy("model"):
-            return
-        self._progress = slicer.util.createProgressDialog(
-            windowTitle="SAM-Med3D", labelText="Loading the SAM-Med3D weights...", maximum=0)
-        self._progress.setCancelButton(None)
-        self._download = None  # (bytes done, bytes total), written by the worker thread, shown by the timer
-        started = time.perf_counter()
-
-        def progress(done, total):
-            self._download = (done, total)
-
-        def done(_):
-            self._closeProgress()
-            self._setStatus("Model loaded in %.1f s." % (time.perf_counter() - started))
-            then()
-
-        self._jobs.submit("model", lambda: self.logic.interactive.load_model(progress=progress), done, self._onError,
-                          self._showDownloadProgress)
-        self._pollTimer.start()
-
-    def _showDownloadProgress(self):
-        if self._progress is None or self._download is None:
-            return
-        done, total = self._download
-        if total:
-            self._progress.setMaximum(100)
-            self._progress.setValue(int(100 * done / total))
-        self._progress.setLabelText("Downloading the SAM-Med3D-turbo weights: %.0f / %s MB"
-                                    % (done / 1e6, "%.0f" % (total / 1e6) if total else "?"))
-
-    def onLoadModel(self):
-        self._ensureModel(lambda: None)
-
-    def _closeProgress(self):
-        if self._progress is not None:
-            self._progress.close()
-            self._progress = None
-
-    # ---- segmentation requests ----------------------------------------------------------------------------------------
-    def requestSegmentation(self):
-        volume, segmentation, segmentId = self._selection()
-        if not (volume and segmentation and segmentId):
-            return
-        self._ensureModel(lambda: self._submitSegmentation(volume, segmentation, segmentId))
-
-    def _submitSegmentation(self, volume, segmentation, segmentId):
-        interactive = self.logic.interactive
-        positive, negative = prompt_nodes(segmentation, segmentId)
-        try:
-            request = interactive.prepare(volume, segmentation, segmentId, positive, negative)
-        except Exception as error:  # noqa: BLE001 - shown to the user, logged with traceback
-            self._onError(error)
-            return
-        started = time.perf_counter()
-        self._setStatus("Segmenting (%d points)..." % len(request.clicks))
-
-        def done(mask):
-            try:
-                update = interactive.apply(request, mask, volume, segmentation)
-            except Exception as error:  # noqa: BLE001
-                self._onError(error)
-                return
-            update.timings["total"] = time.perf_counter() - started + request.read_seconds
-            self._setStatus("%d points; %s" % (update.clicks, _format_timings(update.timings)))
-            self.updateGUIFromParameterNode()
-
-        self._jobs.submit("segment", lambda: interactive.compute(request), done, self._onError)
-        self._pollTimer.start()
-
-    def _pollJobs(self):
-        """Main thread: hand finished background results to their callbacks (stale ones are dropped)."""
-        if not self._jobs.poll():
-            self._pollTimer.stop()
-
-    def _onError(self, error):
-        self._closeProgress()
-        from sammed3d.errors import SamMed3DError
-
-        if isinstance(error, SamMed3DError):
-            message = str(error)
-        else:
-            logging.error("SAM-Med3D failed", exc_info=(type(error), error, error.__traceback__))
-            message = "SAM-Med3D failed: %s (details in the Python console)" % error
-        self._setStatus(message)
-        slicer.util.errorDisplay(message, windowTitle="SAM-Med3D")
-
-    def _setStatus(self, text):
-        self.ui.statusLabel.setText(text)
-
-    # ---- buttons ---------------------------------------------------------------------------------------------------
     def onUndo(self):
-        volume, segmentation, segmentId = self._selection()
-        if volume and segmentation and segmentId:
-            self.logic.interactive.remove_last_click(volume, segmentation, segmentId)  # the observer recomputes
+        self.controller.undo()
 
     def onRedo(self):
-        volume, segmentation, segmentId = self._selection()
-        if volume and segmentation and segmentId:
-            self.logic.interactive.restore_click(volume, segmentation, segmentId)
+        self.controller.redo()
 
     def onReset(self):
-        volume, segmentation, segmentId = self._selection()
-        if not (volume and segmentation and segmentId):
-            return
-        self.onStopPlacing()
-        positive, negative = prompt_nodes(segmentation, segmentId)
-        self._observePointNodes()  # removing the points must not trigger a recomputation
-        self._jobs.invalidate("segment")  # a result still on its way must not overwrite the reset
-        self.logic.interactive.reset(volume, segmentation, segmentId, positive, negative)
-        self._setStatus("Segment reset.")
-        self.updateGUIFromParameterNode()
+        self.controller.reset()
 
     def onNextSegment(self):
         """Add an empty segment, select it and start placing positive points."""
-        _, segmentation, _ = self._selection()
-        if segmentation is None:
+        if self.controller.segmentation_node is None:
             segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
             segmentation.CreateDefaultDisplayNodes()
-            self.ui.segmentSelector.setCurrentNode(segmentation)
-        segmentId = segmentation.GetSegmentation().AddEmptySegment()
-        self.ui.segmentSelector.setCurrentSegmentID(segmentId)
-        self.updateParameterNodeFromGUI()
-        self.onPlacePositive()
+            self.ui.segmentSelector.setCurrentNode(segmentation)  # -> parameter node -> controller.select
+        segmentId = self.controller.new_segment()
+        if segmentId:
+            self.ui.segmentSelector.setCurrentSegmentID(segmentId)
+
+    def onLoadModel(self):
+        self.controller.load_model()
+
+    # ---- background work, progress ---------------------------------------------------------------------------------
+    def _poll(self):
+        """Timer: deliver finished background results; the poll waits (GIL released) while the worker runs."""
+        if not self.controller.poll():
+            self.pollTimer.stop()
+
+    def showProgress(self, text, fraction=None):
+        if text is None:
+            if self._progress is not None:
+                self._progress.close()
+                self._progress = None
+            return
+        if self._progress is None:
+            self._progress = slicer.util.createProgressDialog(windowTitle="SAM-Med3D", labelText=text, maximum=0)
+            self._progress.setCancelButton(None)
+        self._progress.setLabelText(text)
+        if fraction is not None:
+            self._progress.setMaximum(100)
+            self._progress.setValue(int(100 * fraction))
+
+    # ---- dependencies ----------------------------------------------------------------------------------------------
+    def installDependencies(self, then):
+        """Offer to install missing packages; deferred out of the MRML/VTK callback that needed them, never twice."""
+        if self._installGuard.busy:
+            return
+        qt.QTimer.singleShot(0, lambda: self._installDependenciesNow(then))
+
+    def _installDependenciesNow(self, then):
+        if self._installGuard.busy:
+            return
+        with self._installGuard:
+            plan = InstallPlan.current()
+            if not plan.needed:
+                then()
+                return
+            if not slicer.util.confirmOkCancelDisplay(plan.question(), windowTitle="SAM-Med3D: install dependencies"):
+                self.ui.statusLabel.setText("PyTorch and the other dependencies are needed to run SAM-Med3D.")
+                return
+            qt.QApplication.setOverrideCursor(qt.Qt.WaitCursor)
+            try:
+                plan.run(slicer.util.pip_install, _pytorchExtensionInstaller())
+            except InstallCancelled as cancelled:
+                self.ui.statusLabel.setText(str(cancelled))
+                return
+            except Exception as error:  # noqa: BLE001 - pip's CalledProcessError and the like: shown, not raised
+                logging.error("Installing SAM-Med3D's dependencies failed", exc_info=True)
+                slicer.util.errorDisplay("Installing the Python packages failed: %s" % error,
+                                         windowTitle="SAM-Med3D", detailedText=traceback.format_exc())
+                return
+            finally:
+                qt.QApplication.restoreOverrideCursor()
+            remaining = plan.remaining()
+            if plan.restart_required:
+                slicer.util.infoDisplay("PyTorch was upgraded; restart Slicer to use it.", windowTitle="SAM-Med3D")
+                return
+            if remaining.needed:
+                slicer.util.errorDisplay("Still missing after installation:\n%s" % remaining.question(),
+                                         windowTitle="SAM-Med3D")
+                return
+        then()
+
+
+def _pytorchExtensionInstaller():
+    """install(requirement) through Slicer's PyTorch extension (it picks the CUDA / CPU build), or None."""
+    try:
+        import PyTorchUtils
+    except ImportError:
+        return None
+
+    def install(requirement):
+        torchLogic = PyTorchUtils.PyTorchUtilsLogic()
+        return torchLogic.installTorch(askConfirmation=False, torchVersionRequirement=requirement.replace(
+            "torch", "", 1)) is not None
+
+    return install
+
+
+def _dotIcon(color, size=16):
+    """A filled circle icon in the colour of the point list (green: positive, red: negative)."""
+    pixmap = qt.QPixmap(size, size)
+    pixmap.fill(qt.QColor(0, 0, 0, 0))
+    painter = qt.QPainter(pixmap)
+    painter.setRenderHint(qt.QPainter.Antialiasing)
+    painter.setBrush(qt.QColor.fromRgbF(*color))
+    painter.setPen(qt.QColor(40, 40, 40))
+    painter.drawEllipse(2, 2, size - 4, size - 4)
+    painter.end()
+    return qt.QIcon(pixmap)
 
 
 def ctkPathFilters():
@@ -497,39 +452,35 @@ def ctkPathFilters():
     return ctk.ctkPathLineEdit.Files | ctk.ctkPathLineEdit.Readable
 
 
-def _format_timings(timings):
-    order = ("total", "embedding", "encoder", "decoder", "read", "write")
-    keys = [key for key in order if key in timings] + sorted(key for key in timings if key not in order)
-    return ", ".join("%s %.2f s" % (key, timings[key]) for key in keys)
-
-
 class SAMMed3DSlicerTest(ScriptedLoadableModuleTest):
-    """In-Slicer self-test: the bundled CT, a click in the liver, the segment compared with a stored reference."""
+    """In-Slicer self-test: the bundled CT, a click in the liver, the segment compared with the reference chosen
+    for the weights it runs with (see SAMMed3DSlicerLib/self_test_case.py). Needs no network: the bundled demo
+    model unless SAMMED3D_SELFTEST_CHECKPOINT names other weights. Skipped (not failed) without PyTorch."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
         self.setUp()
-        self.test_click_segments_reference()
+        try:
+            self.test_click_segments_reference()
+        except unittest.SkipTest as skipped:
+            self.delayDisplay("Skipped: %s" % skipped)
 
     def test_click_segments_reference(self):
+        from SAMMed3DSlicerLib.dependencies import missing_packages
         from SAMMed3DSlicerLib.self_test_case import SelfTestCase
 
+        if missing_packages()[0]:
+            self.skipTest("PyTorch is not installed (the Extensions Index build machines have none)")
         case = SelfTestCase()
         self.delayDisplay("Loading %s" % case.image_path)
         volume = slicer.util.loadVolume(case.image_path)
         segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
         segmentation.CreateDefaultDisplayNodes()
-        segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
-        segmentId = segmentation.GetSegmentation().AddEmptySegment("liver")
-        logic = SAMMed3DSlicerLogic(checkpoint=case.checkpoint, device="cpu")
-        positive, negative = logic.promptNodes(segmentation, segmentId)
-        positive.AddControlPoint(*case.click_ras)
-        self.delayDisplay("Segmenting")
-        started = time.perf_counter()
-        update = logic.segment(volume, segmentation, segmentId)
-        self.delayDisplay("Segmented in %.1f s: %s" % (time.perf_counter() - started, update.timings))
-        score = case.compare(segmentation, segmentId, volume)
-        self.assertGreaterEqual(score, case.min_dice, "Dice with the stored reference: %.3f" % score)
-        self.delayDisplay("Test passed (Dice %.3f)" % score)
+        self.delayDisplay("Segmenting with %s (reference: %s)" % (case.checkpoint, case.reference_kind))
+        score, update = case.run(volume, segmentation, SAMMed3DSlicerLogic(checkpoint=case.checkpoint,
+                                                                           device="cpu").interactive)
+        self.delayDisplay("Segmented: %s" % update.timings)
+        self.assertGreaterEqual(score, case.min_dice, "Dice with the %s: %.3f" % (case.reference_kind, score))
+        self.delayDisplay("Test passed (Dice %.3f with the %s)" % (score, case.reference_kind))

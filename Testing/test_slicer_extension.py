@@ -55,7 +55,20 @@ def test_module_metadata_and_help():
                      and getattr(node.targets[0], "id", None) == "SHORTCUTS")
     keys = [element.elts[0].value for element in shortcuts.elts]
     methods = [element.elts[2].value for element in shortcuts.elts]
-    assert {"A", "S", "Ctrl+Z", "R", "E"} <= set(keys)
+    assert {"A", "D", "Z", "Shift+Z", "N"} <= set(keys)
+    # Keys Slicer's slice / 3D views and markups use, and those SlicerNNInteractive installs on the main window
+    # (Qt makes a key bound twice ambiguous: neither fires). A main-window shortcut takes the key from the views.
+    taken = {"R", "S", "F", "B", "G", "T", "V", "Shift+V", "E", "Ctrl+Z", "Ctrl+B", "Left", "Right", "Up", "Down",
+             "Delete", "Backspace", "Home", "End", "Insert", "PgDown", "+", "-", "[", "]", "{", "}"}
+    assert not set(keys) & taken, set(keys) & taken
+    assert len(set(keys)) == len(keys)
+    # Installed on enter, removed on exit (as the Segment Editor does), never at setup.
+    bodies = {item.name: ast.unparse(item) for item in widget_methods()}
+    assert "_installShortcuts" in bodies["enter"] and "_removeShortcuts" in bodies["exit"]
+    assert "_installShortcuts" not in bodies["setup"] and "_removeShortcuts" in bodies["cleanup"]
+    readme = (REPO / "README.md").read_text()
+    for key in keys:
+        assert "| %s |" % key in readme, "README key map lacks %s" % key
     widget = next(node for node in module_tree().body if isinstance(node, ast.ClassDef)
                   and node.name == "SAMMed3DSlicerWidget")
     defined = {item.name for item in widget.body if isinstance(item, ast.FunctionDef)}
@@ -63,6 +76,12 @@ def test_module_metadata_and_help():
     assert "_shortcut_help()" in text.split("helpText")[1].split("acknowledgementText")[0]
     acknowledgement = text.split("acknowledgementText")[1]
     assert "SAM-Med3D" in acknowledgement and "2310.15161" in acknowledgement
+
+
+def widget_methods():
+    widget = next(node for node in module_tree().body if isinstance(node, ast.ClassDef)
+                  and node.name == "SAMMed3DSlicerWidget")
+    return [item for item in widget.body if isinstance(item, ast.FunctionDef)]
 
 
 def test_ui_file_parses_and_holds_every_widget_the_module_uses():
@@ -161,7 +180,28 @@ def test_the_mrml_logic_imports_without_torch():
     import sys
 
     code = ("import sys; sys.path.insert(0, %r); import SAMMed3DSlicerLib.interactive_logic, "
-            "SAMMed3DSlicerLib.background, SAMMed3DSlicerLib.dependencies, SAMMed3DSlicerLib.self_test_case; "
+            "SAMMed3DSlicerLib.background, SAMMed3DSlicerLib.controller, SAMMed3DSlicerLib.dependencies, SAMMed3DSlicerLib.self_test_case; "
             "assert 'torch' not in sys.modules, 'torch imported at module load'" % str(MODULE_DIR))
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_cosmetic_defects_stay_fixed():
+    """Positive / Negative are distinct, labelled buttons (not markups place widgets, whose icons are identical and
+    whose Delete button comes back); the segment selector offers no dead "Edit" entry; the demo model is offered."""
+    root = ElementTree.parse(UI_FILE).getroot()
+    widgets = {widget.get("name"): widget for widget in root.iter("widget")}
+    assert not [w for w in widgets.values() if w.get("class") == "qSlicerMarkupsPlaceWidget"]
+    texts = []
+    for name in ("positivePlaceButton", "negativePlaceButton"):
+        widget = widgets[name]
+        assert widget.get("class") == "QPushButton"
+        properties = {p.get("name"): p for p in widget.iter("property")}
+        assert properties["checkable"].findtext("bool") == "true"
+        texts.append(properties["text"].findtext("string"))
+    assert texts[0] != texts[1] and all(texts)
+    selector = {p.get("name"): p for p in widgets["segmentSelector"].iter("property")}
+    assert selector["editEnabled"].findtext("bool") == "false"
+    text = MODULE_FILE.read_text()
+    assert '(DEMO, "Bundled demo model (offline)")' in text
+    assert "_dotIcon(color)" in text  # green / red icons from the point lists' colours

@@ -132,6 +132,20 @@ class InteractiveSegmentationLogic(object):
                 self._model = sammed3d.load_model(self.checkpoint, self.device, **options)
             return self._model
 
+    def warm_up(self) -> None:
+        """One click on a small synthetic image (one encoder and decoder pass): the first real click then costs
+        what later first clicks cost. Any thread; touches no MRML."""
+        import numpy as np
+        import SimpleITK as sitk
+        from sammed3d.session import InteractiveSession
+
+        voxels = np.random.default_rng(0).integers(0, 1000, size=(48, 48, 48)).astype(np.int16)
+        image = sitk.GetImageFromArray(voxels)
+        image.SetSpacing((1.5, 1.5, 1.5))
+        centre_lps = image.TransformIndexToPhysicalPoint((24, 24, 24))
+        session = InteractiveSession(self.load_model(), image, **dict(self.session_options, max_rois=1))
+        session.set_clicks([((-centre_lps[0], -centre_lps[1], centre_lps[2]), True)])
+
     # ---- sessions ----------------------------------------------------------------------------------------------
     def _image(self, volume_node):
         mtime = volume_node.GetImageData().GetMTime() if volume_node.GetImageData() is not None else None

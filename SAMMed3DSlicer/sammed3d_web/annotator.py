@@ -14,12 +14,8 @@ from typing import Callable, Dict, List, Optional
 
 from sammed3d.errors import SamMed3DError
 from SAMMed3DSlicerLib.background import BackgroundJobs
+from SAMMed3DSlicerLib.controller import ControllerView, InteractiveSegmentationController, segment_key
 from SAMMed3DSlicerLib.prompt_nodes import prompt_nodes
-
-try:
-    from SAMMed3DSlicerLib.controller import ControllerView, InteractiveSegmentationController, segment_key
-except ImportError:  # the shared controller is not in this checkout yet
-    from .fallback_controller import ControllerView, InteractiveSegmentationController, segment_key
 
 POSITIVE, NEGATIVE = "positive", "negative"
 
