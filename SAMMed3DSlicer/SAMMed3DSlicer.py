@@ -21,6 +21,7 @@ from slicer.util import VTKObservationMixin
 from SAMMed3DSlicerLib.background import BackgroundJobs
 from SAMMed3DSlicerLib.controller import ControllerView, InteractiveSegmentationController
 from SAMMed3DSlicerLib.dependencies import InstallCancelled, InstallPlan, ReentryGuard
+from SAMMed3DSlicerLib.engine_settings import SERVER, ENGINE_LABELS, EngineChoice, choose_engine, read_engine_choice
 from SAMMed3DSlicerLib.interactive_logic import LARGE_OBJECT_MAX_ROIS, InteractiveSegmentationLogic
 from SAMMed3DSlicerLib.prompt_nodes import NEGATIVE_COLOR, POSITIVE_COLOR, prompt_nodes
 
@@ -70,7 +71,12 @@ class SAMMed3DSlicer(ScriptedLoadableModule):
             + _shortcut_help() + "</ul>"
             "The first use asks to install PyTorch (through the PyTorch extension when installed) and downloads "
             "the SAM-Med3D-turbo weights (about 400 MB) from Hugging Face; the bundled demo model works offline, "
-            "and a local weights file can be used. See <a href='https://github.com/uni-medical/SAM-Med3D'>SAM-Med3D</a>."
+            "and a local weights file can be used. "
+            "<b>Engine and model > Engine</b>: <i>This computer</i>, or <i>Server</i> with the URL and token of "
+            "your team's <code>sammed3d serve</code> (no PyTorch needed here; the server's model and device are "
+            "used). The choice, URL and token are remembered in Slicer's settings for your user, never in the "
+            "scene; switching keeps every segment's points and recomputes them on the new engine at the next "
+            "point. See <a href='https://github.com/uni-medical/SAM-Med3D'>SAM-Med3D</a>."
         )
         self.parent.acknowledgementText = (
             "SAM-Med3D: Wang H. et al., \"SAM-Med3D: Towards General-purpose Segmentation Models for Volumetric "
@@ -176,6 +182,19 @@ class SAMMed3DSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.controller = InteractiveSegmentationController(
             self.logic.interactive, BackgroundJobs(), _WidgetView(self), slicer.mrmlScene)
 
+        # Engine: remembered in the user's application settings (never in the scene: the token stays out of it).
+        for kind, label in ENGINE_LABELS:
+            self.ui.engineSelector.addItem(label, kind)
+        choice = read_engine_choice(qt.QSettings())
+        self.ui.engineSelector.setCurrentIndex(max(0, self.ui.engineSelector.findData(choice.kind)))
+        self.ui.serverUrlLineEdit.text = choice.url
+        self.ui.serverTokenLineEdit.text = choice.token
+        self.ui.serverTokenLineEdit.echoMode = qt.QLineEdit.Password
+        self.ui.engineSelector.connect("currentIndexChanged(int)", self.onEngineChanged)
+        self.ui.serverUrlLineEdit.connect("editingFinished()", self.onEngineChanged)
+        self.ui.serverTokenLineEdit.connect("editingFinished()", self.onEngineChanged)
+        self.onEngineChanged()
+
         for button, color, text in ((self.ui.positivePlaceButton, POSITIVE_COLOR, "Positive (inside)"),
                                     (self.ui.negativePlaceButton, NEGATIVE_COLOR, "Negative (outside)")):
             button.setIcon(_dotIcon(color))
@@ -275,7 +294,7 @@ class SAMMed3DSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.ui.segmentSelector.setCurrentSegmentID(segmentId)
             source = node.GetParameter("ModelSource") or TURBO
             self.ui.modelSelector.setCurrentIndex(max(0, self.ui.modelSelector.findData(source)))
-            self.ui.checkpointPathLineEdit.setEnabled(source == "file")
+            self.ui.checkpointPathLineEdit.setEnabled(source == "file" and not self.controller.engine_is_remote)
             self.ui.checkpointPathLineEdit.currentPath = node.GetParameter("CheckpointPath")
             self.ui.deviceSelector.setCurrentIndex(max(0, self.ui.deviceSelector.findData(node.GetParameter("Device"))))
             followLarge = node.GetParameter("FollowLargeObjects") != "false"
@@ -355,6 +374,26 @@ class SAMMed3DSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onLoadModel(self):
         self.controller.load_model()
+
+    def onEngineChanged(self, *args):
+        """Engine selector, server URL or token edited: remember and apply (decided in engine_settings)."""
+        choice = EngineChoice(self.ui.engineSelector.currentData, self.ui.serverUrlLineEdit.text,
+                              self.ui.serverTokenLineEdit.text)
+        problem = choose_engine(qt.QSettings(), self.controller, choice)
+        if problem:
+            self.ui.statusLabel.setText(problem)
+        self._showEngine()
+
+    def _showEngine(self):
+        """Server fields for a server engine, weights and device for this computer."""
+        remote = self.controller.engine_is_remote
+        serverChosen = self.ui.engineSelector.currentData == SERVER
+        self.ui.serverUrlLineEdit.setEnabled(serverChosen)
+        self.ui.serverTokenLineEdit.setEnabled(serverChosen)
+        for widget in (self.ui.modelSelector, self.ui.deviceSelector):
+            widget.setEnabled(not remote)
+        self.ui.checkpointPathLineEdit.setEnabled(not remote and self.ui.modelSelector.currentData == "file")
+        self.ui.loadModelButton.setText("Connect" if remote else "Load model")
 
     # ---- background work, progress ---------------------------------------------------------------------------------
     def _poll(self):

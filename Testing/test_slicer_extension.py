@@ -205,3 +205,42 @@ def test_cosmetic_defects_stay_fixed():
     text = MODULE_FILE.read_text()
     assert '(DEMO, "Bundled demo model (offline)")' in text
     assert "_dotIcon(color)" in text  # green / red icons from the point lists' colours
+
+
+#: Signals of the widget classes the .ui uses (Qt / CTK / Slicer headers); PythonQt's connect() with a misspelt
+#: signature only returns False, so a typo would silently disconnect a control.
+SIGNALS = {
+    "QComboBox": {"currentIndexChanged(int)", "activated(int)"},
+    "QLineEdit": {"editingFinished()", "textChanged(QString)", "returnPressed()"},
+    "QPushButton": {"clicked()", "clicked(bool)", "toggled(bool)"},
+    "QCheckBox": {"toggled(bool)", "stateChanged(int)", "clicked(bool)"},
+    "ctkPathLineEdit": {"currentPathChanged(QString)"},
+    "qMRMLNodeComboBox": {"currentNodeChanged(vtkMRMLNode*)", "currentNodeChanged(bool)"},
+    "qMRMLSegmentSelectorWidget": {"currentNodeChanged(vtkMRMLNode*)", "currentSegmentChanged(QString)"},
+}
+
+
+def test_every_connected_signal_exists_on_its_widget_class():
+    root = ElementTree.parse(UI_FILE).getroot()
+    classes = {widget.get("name"): widget.get("class") for widget in root.iter("widget")}
+    connections = re.findall(r'self\.ui\.(\w+)\.connect\(\s*"([^"]+)"', MODULE_FILE.read_text())
+    assert len(connections) >= 15
+    wrong = [(name, signal) for name, signal in connections if signal not in SIGNALS.get(classes[name], ())]
+    assert not wrong, wrong
+
+
+def test_engine_choice_lives_in_user_settings_not_in_the_scene():
+    """Engine, server URL and token: read from and written to Slicer's application settings (through
+    engine_settings), never stored in the parameter node (saved with the scene); the token field masks its text."""
+    text = MODULE_FILE.read_text()
+    keys = re.findall(r'(?:SetParameter|GetParameter)\(\s*"([^"]+)"', text)
+    assert keys and not [key for key in keys if re.search(r"server|token|url|engine", key, re.I)], keys
+    assert "SetNodeReferenceID(\"Server" not in text and "SetAttribute(" not in text
+    bodies = {item.name: ast.unparse(item) for item in widget_methods()}
+    assert "read_engine_choice(qt.QSettings())" in bodies["setup"] and "self.onEngineChanged()" in bodies["setup"]
+    assert "choose_engine(qt.QSettings(), self.controller" in bodies["onEngineChanged"]
+    widgets = {widget.get("name"): widget for widget in ElementTree.parse(UI_FILE).getroot().iter("widget")}
+    echo = {p.get("name"): p for p in widgets["serverTokenLineEdit"].iter("property")}["echoMode"]
+    assert echo.findtext("enum") == "QLineEdit::Password"
+    help_text = text.split("helpText")[1].split("acknowledgementText")[0]
+    assert "Server" in help_text and "Slicer's settings" in help_text

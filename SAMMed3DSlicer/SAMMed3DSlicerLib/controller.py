@@ -8,6 +8,7 @@ Public API (all calls from the thread that owns the scene: Slicer's main thread,
     controller.start_placing(positive=True) / stop_placing()          # place mode into the segment's point list
     controller.placing                                                # True (positive), False (negative), None
     controller.load_model()                                           # background load, GIL-free encoder, warm-up
+    controller.set_engine(server=None, token=None)                    # this computer, or a `sammed3d serve` URL
     controller.request_segmentation()                                 # recompute the selected segment (normally
                                                                       # triggered by the point lists' events)
     controller.undo() / redo() / reset() / new_segment()
@@ -34,6 +35,10 @@ Decisions made here (each tested on real MRML in Testing/test_slicer_controller.
   volume or the segmentation drops its jobs and sessions.
 - Reset removes the segment's points and restores its content from before the first point; it is undoable (undo
   re-places the points and recomputes).
+- Switching the engine (this computer <-> a server, or another server / token) drops every pending job (the model
+  load too), keeps each segment's points and content, recomputes on the new engine the segments whose results were
+  pending, and replays a segment's points on the new engine at its next change. A server engine needs no PyTorch
+  here: loading it only connects (and checks the token), and never offers to install packages.
 """
 from __future__ import annotations
 
@@ -112,9 +117,11 @@ class InteractiveSegmentationController(object):
         self._observed_points = ()
         self._requested = {}  # segment key -> click signature last sent to the model
         self._job_volume = {}  # segment key -> volume node ID of its newest job
+        self._job_nodes = {}  # segment key -> (volume, segmentation, segment ID) of its newest job
         self._waiting = {}  # segment key -> (volume, segmentation, segment ID) waiting for the model
         self._reset_undo = {}  # segment key -> clicks removed by the last reset (undo re-places them)
         self._quiet = 0  # > 0 while the controller itself edits point lists
+        self._model_job_live = False  # a model load for the current engine is queued or running
         self.on_model_loaded = None  # optional callback(seconds) for front ends
         if scene is not None:
             self.set_scene(scene)
@@ -151,6 +158,7 @@ class InteractiveSegmentationController(object):
         self._observe_points(None, None)
         self.set_scene(None)
         self.jobs.invalidate()
+        self._model_job_live = False
         self._waiting.clear()
 
     def _on_place_state_modified(self, caller=None, event=None) -> None:
@@ -167,6 +175,7 @@ class InteractiveSegmentationController(object):
         self._requested.clear()
         self._reset_undo.clear()
         self._job_volume.clear()
+        self._job_nodes.clear()
         self.logic.forget()
         self._set_selection(None, None, None)
         self.view.changed()
@@ -179,6 +188,8 @@ class InteractiveSegmentationController(object):
         if node is self.volume_node or node_id in self._job_volume.values():
             stale = [key for key, volume_id in self._job_volume.items() if volume_id == node_id]
             self.jobs.invalidate(predicate=lambda key: key in stale)
+            for key in stale:
+                self._job_nodes.pop(key, None)
             for key in [k for k, waiting in self._waiting.items() if waiting[0] is node]:
                 del self._waiting[key]
             self.logic.forget_volume(node)
@@ -188,6 +199,8 @@ class InteractiveSegmentationController(object):
             self.view.changed()
         elif node is self.segmentation_node or any(key[1] == node_id for key in self._job_volume):
             self.jobs.invalidate(predicate=lambda key: isinstance(key, tuple) and key[1] == node_id)
+            for key in [k for k in self._job_nodes if k[1] == node_id]:
+                del self._job_nodes[key]
             for key in [k for k in self._waiting if k[1] == node_id]:
                 del self._waiting[key]
             self.logic.forget(node)
@@ -309,10 +322,36 @@ class InteractiveSegmentationController(object):
             return  # someone else's place mode
         interaction.SetCurrentInteractionMode(interaction.ViewTransform)
 
-    # ---- model -----------------------------------------------------------------------------------------------------
+    # ---- engine and model --------------------------------------------------------------------------------------------
+    @property
+    def engine_is_remote(self) -> bool:
+        return bool(getattr(self.logic, "server", None))
+
+    def set_engine(self, server: Optional[str] = None, token: Optional[str] = None) -> bool:
+        """Compute on this computer (server None) or on a `sammed3d serve` server. True when the engine changed.
+
+        Pending work is dropped (the model load too: it was for the old engine); segments whose result was pending
+        are recomputed on the new engine; every segment keeps its points and content, and its next computation
+        replays its points on the new engine."""
+        if (server or None, token or None) == (self.logic.server, self.logic.token):
+            return False
+        pending = dict(self._waiting)
+        pending.update((key, nodes) for key, nodes in self._job_nodes.items() if self.jobs.busy(key))
+        self.jobs.invalidate()
+        self._model_job_live = False
+        self.view.progress(None)
+        self.logic.set_engine(server=server, token=token)
+        self._waiting = pending
+        self.view.status("Engine: %s." % (server or "this computer"))
+        if pending:
+            self.load_model()
+        self.view.changed()
+        return True
+
     @property
     def model_loading(self) -> bool:
-        return self.jobs.busy(MODEL_KEY)
+        """A model load for the current engine is under way (one for a previous engine does not count)."""
+        return self._model_job_live and self.jobs.busy(MODEL_KEY)
 
     def load_model(self) -> bool:
         """Load the model in the background (after installing missing dependencies), then warm it up with one
@@ -321,7 +360,8 @@ class InteractiveSegmentationController(object):
             return True
         if self.model_loading:
             return False
-        if self._dependencies_missing():
+        remote = self.engine_is_remote
+        if not remote and self._dependencies_missing():  # a server engine needs no PyTorch here
             self.view.install_dependencies(self.load_model)
             return False
         import time
@@ -345,9 +385,11 @@ class InteractiveSegmentationController(object):
             self.logic.warm_up()  # also traces the encoder
 
         def loaded(_):
+            self._model_job_live = False
             seconds = time.perf_counter() - started
             self.view.progress(None)
-            self.view.status("Model loaded in %.1f s." % seconds)
+            self.view.status("Connected to %s in %.1f s." % (self.logic.server, seconds) if remote
+                             else "Model loaded in %.1f s." % seconds)
             if self.on_model_loaded is not None:
                 self.on_model_loaded(seconds)
             waiting, self._waiting = self._waiting, {}
@@ -356,12 +398,14 @@ class InteractiveSegmentationController(object):
             self.view.changed()
 
         def failed(error):
+            self._model_job_live = False
             self.view.progress(None)
             self._waiting.clear()
             self._report(error)
 
-        self.view.progress("Loading the SAM-Med3D weights...")
+        self.view.progress("Connecting to %s..." % self.logic.server if remote else "Loading the SAM-Med3D weights...")
         self.jobs.submit(MODEL_KEY, load_and_warm_up, loaded, failed, show_download)
+        self._model_job_live = True
         self.view.start_polling()
         return False
 
@@ -416,6 +460,7 @@ class InteractiveSegmentationController(object):
             self.view.changed()
 
         self._job_volume[key] = volume_node.GetID()
+        self._job_nodes[key] = (volume_node, segmentation_node, segment_id)
         self.jobs.submit(key, lambda: self.logic.compute(request), done, self._report)
         self.view.start_polling()
         return True

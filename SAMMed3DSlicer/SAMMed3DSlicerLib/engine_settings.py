@@ -77,6 +77,23 @@ def write_engine_choice(settings, choice: EngineChoice) -> None:
     settings.setValue(SERVER_TOKEN_KEY, choice.token)
 
 
-def apply_engine_choice(logic, choice: EngineChoice) -> None:
-    """Point `logic` (an InteractiveSegmentationLogic) at the chosen engine."""
-    logic.set_engine(**choice.logic_options())
+def apply_engine_choice(target, choice: EngineChoice) -> None:
+    """Point `target` at the chosen engine: the controller (drops pending work, replays clicks on the new engine)
+    or an InteractiveSegmentationLogic (anything with ``set_engine(server=, token=)``)."""
+    target.set_engine(**choice.logic_options())
+
+
+def choose_engine(settings, target, choice: EngineChoice) -> Optional[str]:
+    """The user chose `choice` in the GUI: remember it and point `target` (the controller, or a logic) at it.
+
+    Returns None, or a one-line message for the status line when the choice is not usable yet (e.g. Server with no
+    or a malformed URL); then nothing is written and `target` keeps its engine.
+    """
+    from sammed3d.errors import SamMed3DError
+
+    try:
+        write_engine_choice(settings, choice)
+        apply_engine_choice(target, choice)
+    except SamMed3DError as error:
+        return str(error)
+    return None

@@ -49,7 +49,7 @@ class _SegmentState(object):
     """Per-segment session: the SAM-Med3D session, the clicks it has seen (in order) and the original content."""
 
     def __init__(self, session, seed):
-        self.session = session
+        self.session = session  # None after an engine / model change: re-created (seeded, clicks replayed)
         self.seed = seed  # SimpleITK mask of the segment before the first click, or None
         self.clicks = []  # type: List[Click]  # chronological, as last read from the markups nodes
         self.redo = []  # type: List[Click]  # undone clicks, last undone last
@@ -61,6 +61,7 @@ class Request(object):
 
     def __init__(self, state: _SegmentState, clicks: List[Click], segment_id: str, read_seconds: float):
         self.state = state
+        self.session = state.session  # the session at prepare time (an engine change replaces the state's)
         self.clicks = clicks
         self.segment_id = segment_id
         self.read_seconds = read_seconds
@@ -95,21 +96,33 @@ class InteractiveSegmentationLogic(object):
         if (checkpoint, device) != (self.checkpoint, self.device):
             self.checkpoint, self.device = checkpoint, device
             self._model = None
-            self._states.clear()
+            self._restart_sessions()
 
     def set_engine(self, server: Optional[str] = None, token: Optional[str] = None) -> None:
         """Compute on this computer (server None) or on a `sammed3d serve` server; a change restarts every session
-        (the segments keep their content)."""
+        (the segments keep their content; the next computation replays each segment's clicks on the new engine)."""
         if (server or None, token or None) != (self.server, self.token):
             self.server, self.token = server or None, token or None
             self._model = None
-            self._states.clear()
+            self._restart_sessions()
+
+    @property
+    def engine(self) -> tuple:
+        """What the model depends on: (server, token, checkpoint, device)."""
+        return (self.server, self.token, self.checkpoint, self.device)
+
+    def _restart_sessions(self) -> None:
+        """Drop every model session but keep each segment's clicks, redo history and content from before its first
+        click: the next computation opens a new session seeded with that content and replays the clicks."""
+        for state in self._states.values():
+            state.session = None
 
     def set_max_rois(self, max_rois: int) -> None:
         """ROIs one object may span (1: the official single ROI); applies to new clicks of every session."""
         self.session_options["max_rois"] = max(1, int(max_rois))
         for state in self._states.values():
-            state.session.max_rois = self.session_options["max_rois"]
+            if state.session is not None:
+                state.session.max_rois = self.session_options["max_rois"]
 
     @property
     def model_loaded(self) -> bool:
@@ -121,20 +134,27 @@ class InteractiveSegmentationLogic(object):
         progress: optional ``progress(bytes_done, bytes_total)`` called during a download (from this thread).
         """
         with self._model_lock:
-            if self._model is None and self.server:
+            model, engine = self._model, self.engine
+            if model is None and self.server:
                 from sammed3d.remote import connect
 
-                self._model = connect(self.server, self.token)  # the model is the server's: check it answers
-            if self._model is None:
+                model = connect(self.server, self.token)  # the model is the server's: check it answers
+            if model is None:
                 import sammed3d
 
                 options = {"progress": progress} if progress is not None else {}
-                self._model = sammed3d.load_model(self.checkpoint, self.device, **options)
-            return self._model
+                model = sammed3d.load_model(self.checkpoint, self.device, **options)
+            if self.engine == engine:  # not when the engine changed meanwhile (main thread, while this loaded)
+                self._model = model
+            return model
 
     def warm_up(self) -> None:
         """One click on a small synthetic image (one encoder and decoder pass): the first real click then costs
-        what later first clicks cost. Any thread; touches no MRML."""
+        what later first clicks cost. Any thread; touches no MRML. On a server engine: only connect (the server's
+        model is warm)."""
+        if self.server:
+            self.load_model()
+            return
         import numpy as np
         import SimpleITK as sitk
         from sammed3d.session import InteractiveSession
@@ -162,17 +182,20 @@ class InteractiveSegmentationLogic(object):
         key = (volume_node.GetID(), segmentation_node.GetID(), segment_id)
         image = self._image(volume_node)
         state = self._states.get(key)
-        if state is None and create:
+        if create and (state is None or state.session is None):
             if self.server:
                 from sammed3d.remote import RemoteSession as Session
             else:
                 from sammed3d.session import InteractiveSession as Session
 
-            seed = read_segment_in_volume_grid(segmentation_node, segment_id, volume_node)
+            seed = read_segment_in_volume_grid(segmentation_node, segment_id, volume_node) if state is None \
+                else state.seed
             session = Session(self.load_model(), image, **self.session_options)
             if seed is not None:
                 session.seed(seed)
-            state = self._states[key] = _SegmentState(session, seed)
+            if state is None:
+                state = self._states[key] = _SegmentState(session, seed)
+            state.session = session
         return state
 
     def has_session(self, volume_node, segmentation_node, segment_id) -> bool:
@@ -218,15 +241,15 @@ class InteractiveSegmentationLogic(object):
 
     def compute(self, request: Request):
         """Run the model for the request's clicks: the mask (SimpleITK) in the volume's grid. Any thread, no MRML."""
-        state = request.state
+        state, session = request.state, request.session
         if not request.clicks:
-            state.session.reset()
+            session.reset()
             if state.seed is not None:
-                state.session.seed(state.seed)
+                session.seed(state.seed)
             return state.seed
         if not any(click.positive for click in request.clicks) and state.seed is None:
             raise PromptError("Place at least one positive point (inside the structure) first.")
-        return state.session.set_clicks(session_order(request.clicks))
+        return session.set_clicks(session_order(request.clicks))
 
     def apply(self, request: Request, mask, volume_node, segmentation_node) -> SegmentUpdate:
         """Write the mask into the request's segment (only that one). Main thread (writes MRML)."""
@@ -235,7 +258,7 @@ class InteractiveSegmentationLogic(object):
             clear_segment(segmentation_node, request.segment_id)
         else:
             write_mask_to_segment(mask, volume_node, segmentation_node, request.segment_id)
-        timings = dict(getattr(request.state.session, "last_timings", None) or {}) if request.clicks else {}
+        timings = dict(getattr(request.session, "last_timings", None) or {}) if request.clicks else {}
         timings["read"] = request.read_seconds
         timings["write"] = time.perf_counter() - start
         return SegmentUpdate(request.segment_id, len(request.clicks), timings)
