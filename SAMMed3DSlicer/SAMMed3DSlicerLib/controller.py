@@ -7,6 +7,7 @@ Public API (all calls from the thread that owns the scene: Slicer's main thread,
     controller.select(volume_node, segmentation_node, segment_id)   # whenever the user's selection changes
     controller.start_placing(positive=True) / stop_placing()          # place mode into the segment's point list
     controller.placing                                                # True (positive), False (negative), None
+    controller.start_placing_box() / controller.placing_box           # draw the segment's box (ROI markup)
     controller.load_model()                                           # background load, GIL-free encoder, warm-up
     controller.set_engine(server=None, token=None)                    # this computer, or a `sammed3d serve` URL
     controller.request_segmentation()                                 # recompute the selected segment (normally
@@ -29,6 +30,9 @@ Decisions made here (each tested on real MRML in Testing/test_slicer_controller.
 
 - Work is triggered by a *defined* control point being placed, moved (end of interaction) or removed; the cursor's
   preview point coming and going, or any event that leaves the list of clicks unchanged, triggers nothing.
+- The segment's box (an ROI markup) is a prompt too: placed, or changed at the end of an interaction (handles
+  released), it triggers one computation; a box still being drawn (no size yet) triggers nothing. MedSAM segments
+  the box's slices; SAM-Med3D gets a positive click at its centre, before the points.
 - Jobs are newest-wins per segment: a click in segment B never drops segment A's pending result.
 - Switching segment while placing moves place mode to the new segment's point list of the same polarity.
 - Closing the scene invalidates every segmentation job (the model keeps loading) and raises nothing; removing the
@@ -45,6 +49,7 @@ from __future__ import annotations
 import logging
 from typing import Callable, Hashable, Optional, Tuple
 
+from .box_prompt import box_node, box_signature, remove_box
 from .markups import add_point_world, current_clicks
 from .prompt_nodes import prompt_nodes, show_only_segment_prompts
 
@@ -119,7 +124,7 @@ class InteractiveSegmentationController(object):
         self._job_volume = {}  # segment key -> volume node ID of its newest job
         self._job_nodes = {}  # segment key -> (volume, segmentation, segment ID) of its newest job
         self._waiting = {}  # segment key -> (volume, segmentation, segment ID) waiting for the model
-        self._reset_undo = {}  # segment key -> clicks removed by the last reset (undo re-places them)
+        self._reset_undo = {}  # segment key -> (clicks, box) removed by the last reset (undo re-places them)
         self._quiet = 0  # > 0 while the controller itself edits point lists
         self._model_job_live = False  # a model load for the current engine is queued or running
         self.on_model_loaded = None  # optional callback(seconds) for front ends
@@ -220,13 +225,15 @@ class InteractiveSegmentationController(object):
         if segmentation_node is not None and segment_id is not None and \
                 segmentation_node.GetSegmentation().GetSegment(segment_id) is None:
             segment_id = None
-        placing = self.placing
+        placing, placing_box = self.placing, self.placing_box
         self._set_selection(volume_node, segmentation_node, segment_id)
-        if placing is not None:
-            if self.ready():
-                self.start_placing(placing)
-            else:
+        if placing is not None or placing_box:
+            if not self.ready():
                 self.stop_placing()
+            elif placing_box:
+                self.start_placing_box()
+            else:
+                self.start_placing(placing)
         self.view.changed()
 
     def _set_selection(self, volume_node, segmentation_node, segment_id) -> None:
@@ -238,10 +245,17 @@ class InteractiveSegmentationController(object):
             # The segment shows what its points gave (a saved scene, another front end): only a change of the
             # click list from here on is work.
             self._requested.setdefault(segment_key(segmentation_node, segment_id),
-                                       _click_signature(current_clicks(volume_node, positive, negative)))
-            self._observe_points(positive, negative)
+                                       self._prompt_signature(volume_node, segmentation_node, segment_id))
+            self._observe_points(positive, negative, box_node(segmentation_node, segment_id))
         else:
             self._observe_points(None, None)
+
+    @staticmethod
+    def _prompt_signature(volume_node, segmentation_node, segment_id) -> tuple:
+        """The segment's clicks and box: work is due when this changes."""
+        positive, negative = prompt_nodes(segmentation_node, segment_id)
+        return (_click_signature(current_clicks(volume_node, positive, negative)),
+                box_signature(box_node(segmentation_node, segment_id)))
 
     def ready(self) -> bool:
         """A volume, a segmentation and one of its segments are selected."""
@@ -254,8 +268,8 @@ class InteractiveSegmentationController(object):
         return prompt_nodes(self.segmentation_node, self.segment_id)
 
     # ---- point lists ---------------------------------------------------------------------------------------------
-    def _observe_points(self, positive, negative) -> None:
-        nodes = tuple(node for node in (positive, negative) if node is not None)
+    def _observe_points(self, positive, negative, box=None) -> None:
+        nodes = tuple(node for node in (positive, negative, box) if node is not None)
         if nodes == self._observed_points:
             return
         for node, tag in self._point_tags:
@@ -295,6 +309,36 @@ class InteractiveSegmentationController(object):
             if node is not None and node.GetID() == active:
                 return positive
         return None
+
+    @property
+    def placing_box(self) -> bool:
+        """True while drawing the selected segment's box."""
+        interaction, selection = self._interaction_and_selection()
+        if interaction is None or selection is None or interaction.GetCurrentInteractionMode() != interaction.Place \
+                or not self.ready():
+            return False
+        node = box_node(self.segmentation_node, self.segment_id, create=False)
+        return node is not None and node.GetID() == selection.GetActivePlaceNodeID()
+
+    def start_placing_box(self) -> bool:
+        """Draw the selected segment's box in a slice view (a new box replaces the previous one)."""
+        if not self.ready():
+            return False
+        interaction, selection = self._interaction_and_selection()
+        if interaction is None or selection is None:
+            return False
+        node = box_node(self.segmentation_node, self.segment_id)
+        self._quiet += 1
+        try:
+            remove_box(node)  # the segment keeps what the old box gave until the new one is drawn
+        finally:
+            self._quiet -= 1
+        selection.SetReferenceActivePlaceNodeClassName(node.GetClassName())
+        selection.SetActivePlaceNodeID(node.GetID())
+        interaction.SetPlaceModePersistence(0)
+        interaction.SetCurrentInteractionMode(interaction.Place)
+        self.view.changed()
+        return True
 
     def start_placing(self, positive: bool = True) -> bool:
         """Enter persistent place mode into the selected segment's positive (or negative) point list."""
@@ -418,12 +462,11 @@ class InteractiveSegmentationController(object):
         if not self.ready() or self.volume_node.GetScene() is None:
             return False
         key = segment_key(self.segmentation_node, self.segment_id)
-        positive, negative = self.prompt_nodes()
-        signature = _click_signature(current_clicks(self.volume_node, positive, negative))
+        signature = self._prompt_signature(self.volume_node, self.segmentation_node, self.segment_id)
         if only_if_changed and self._requested.get(key) == signature:
             return False
         self._requested[key] = signature
-        if signature:
+        if any(signature):
             self._reset_undo.pop(key, None)  # new clicks: the reset is no longer undoable
         if not self.logic.model_loaded:
             self._waiting[key] = (self.volume_node, self.segmentation_node, self.segment_id)
@@ -439,12 +482,13 @@ class InteractiveSegmentationController(object):
         key = segment_key(segmentation_node, segment_id)
         positive, negative = prompt_nodes(segmentation_node, segment_id)
         try:
-            request = self.logic.prepare(volume_node, segmentation_node, segment_id, positive, negative)
+            request = self.logic.prepare(volume_node, segmentation_node, segment_id, positive, negative,
+                                         box_node=box_node(segmentation_node, segment_id))
         except Exception as error:  # noqa: BLE001 - reported to the user
             self._report(error)
             return False
         started = time.perf_counter()
-        self.view.status("Segmenting (%d points)..." % len(request.clicks))
+        self.view.status("Segmenting (%d points%s)..." % (len(request.clicks), ", a box" if request.box else ""))
 
         def done(mask):
             if volume_node.GetScene() is None or segmentation_node.GetScene() is None or \
@@ -456,7 +500,8 @@ class InteractiveSegmentationController(object):
                 self._report(error)
                 return
             update.timings["total"] = time.perf_counter() - started + request.read_seconds
-            self.view.status("%d points; %s" % (update.clicks, _format_timings(update.timings)))
+            self.view.status("%d points%s; %s" % (update.clicks, ", a box" if request.box else "",
+                                                   _format_timings(update.timings)))
             self.view.changed()
 
         self._job_volume[key] = volume_node.GetID()
@@ -535,24 +580,31 @@ class InteractiveSegmentationController(object):
         positive, negative = self.prompt_nodes()
         clicks = self.logic.clicks(self.volume_node, self.segmentation_node, self.segment_id) or \
             current_clicks(self.volume_node, positive, negative)
+        box = box_node(self.segmentation_node, self.segment_id)
+        box_geometry = (tuple(box.GetCenter()), tuple(box.GetSize())) if box_signature(box) else None
         self.jobs.invalidate(key)  # a result still on its way must not overwrite the reset
         self._waiting.pop(key, None)
         self._quiet += 1
         try:
+            remove_box(box)
             self.logic.reset(self.volume_node, self.segmentation_node, self.segment_id, positive, negative)
         finally:
             self._quiet -= 1
-        self._requested[key] = ()
-        if clicks:
-            self._reset_undo[key] = list(clicks)
+        self._requested[key] = ((), ())
+        if clicks or box_geometry:
+            self._reset_undo[key] = (list(clicks), box_geometry)
         self.view.status("Segment reset (undo puts its points back).")
         self.view.changed()
         return True
 
     def _undo_reset(self) -> bool:
-        clicks = self._reset_undo.pop(self._key(), None)
-        if not clicks:
+        clicks, box_geometry = self._reset_undo.pop(self._key(), ([], None))
+        if not clicks and not box_geometry:
             return False
+        if box_geometry:
+            box = box_node(self.segmentation_node, self.segment_id)
+            box.SetCenter(*box_geometry[0])
+            box.SetSize(*box_geometry[1])
         scene = self.segmentation_node.GetScene()
         for click in clicks:  # chronological: the first positive point centres the model's region again
             node = scene.GetNodeByID(click.key[0]) if scene is not None else None

@@ -25,6 +25,14 @@ from .volume_conversion import volume_to_sitk
 LARGE_OBJECT_MAX_ROIS = 6
 
 
+def takes_boxes(model) -> bool:
+    """True for a box model (MedSAM, local or on a server), False for SAM-Med3D (points; a box is its centre)."""
+    info = getattr(model, "info", None)
+    if isinstance(info, dict):  # a server connection: the server says which model it runs
+        return info.get("family") == "medsam"
+    return hasattr(model, "decode_boxes")
+
+
 def session_order(clicks: List[Click]) -> list:
     """(RAS, positive) pairs for the session, the first positive click first (it centres the model's ROI), the
     others in the order they were placed, as `sammed3d segment` does. Appending a click keeps it an append."""
@@ -65,6 +73,7 @@ class Request(object):
         self.clicks = clicks
         self.segment_id = segment_id
         self.read_seconds = read_seconds
+        self.box = None  # the segment's box prompt (sammed3d.prompts.Box, volume-local RAS), or None
 
 
 class InteractiveSegmentationLogic(object):
@@ -163,6 +172,14 @@ class InteractiveSegmentationLogic(object):
         image = sitk.GetImageFromArray(voxels)
         image.SetSpacing((1.5, 1.5, 1.5))
         centre_lps = image.TransformIndexToPhysicalPoint((24, 24, 24))
+        if takes_boxes(self.load_model()):  # MedSAM: one slice, one box
+            from sammed3d.medsam.session import MedSamSession
+            from sammed3d.prompts import Box
+
+            corner = image.TransformIndexToPhysicalPoint((12, 12, 24))
+            MedSamSession(self.load_model(), image).set_box(Box(
+                (-corner[0], -corner[1], corner[2]), (-centre_lps[0], -centre_lps[1], centre_lps[2])))
+            return
         session = InteractiveSession(self.load_model(), image, **dict(self.session_options, max_rois=1))
         session.set_clicks([((-centre_lps[0], -centre_lps[1], centre_lps[2]), True)])
 
@@ -190,8 +207,14 @@ class InteractiveSegmentationLogic(object):
 
             seed = read_segment_in_volume_grid(segmentation_node, segment_id, volume_node) if state is None \
                 else state.seed
-            session = Session(self.load_model(), image, **self.session_options)
-            if seed is not None:
+            model = self.load_model()
+            if takes_boxes(model) and not self.server:
+                from sammed3d.medsam.session import MedSamSession
+
+                session = MedSamSession(model, image)
+            else:
+                session = Session(model, image, **self.session_options)
+            if seed is not None and not takes_boxes(model):  # a box's result replaces the segment's content
                 session.seed(seed)
             if state is None:
                 state = self._states[key] = _SegmentState(session, seed)
@@ -222,8 +245,12 @@ class InteractiveSegmentationLogic(object):
             del self._states[key]
 
     # ---- the three steps -----------------------------------------------------------------------------------------
-    def prepare(self, volume_node, segmentation_node, segment_id, positive_node, negative_node=None) -> Request:
-        """Read the clicks (world -> volume-local RAS) and the segment's session. Main thread (reads MRML)."""
+    def prepare(self, volume_node, segmentation_node, segment_id, positive_node, negative_node=None,
+                box_node=None) -> Request:
+        """Read the clicks and the box (world -> volume-local RAS) and the segment's session. Main thread (MRML).
+
+        box_node: the segment's ROI markup (a box prompt: MedSAM segments its slices, SAM-Med3D clicks its centre).
+        """
         self.load_model()  # normally loaded already (the widget loads it in the background); not "read" time
         start = time.perf_counter()
         if volume_node is None or segmentation_node is None or not segment_id:
@@ -237,19 +264,35 @@ class InteractiveSegmentationLogic(object):
             state.redo = []  # a new click (not a redo) ends the redo history
         state.restoring = False
         state.clicks = clicks
-        return Request(state, clicks, segment_id, time.perf_counter() - start)
+        request = Request(state, clicks, segment_id, 0.0)
+        if box_node is not None:
+            from .box_prompt import current_box
+
+            request.box = current_box(volume_node, box_node)
+        request.read_seconds = time.perf_counter() - start
+        return request
 
     def compute(self, request: Request):
         """Run the model for the request's clicks: the mask (SimpleITK) in the volume's grid. Any thread, no MRML."""
-        state, session = request.state, request.session
-        if not request.clicks:
+        state, session, box = request.state, request.session, request.box
+        if takes_boxes(self.load_model()):
+            if box is not None:
+                return session.set_box(box)
+            if request.clicks:
+                raise PromptError("MedSAM takes a box: draw one with Box (points are for SAM-Med3D).")
+            session.reset()
+            return state.seed
+        if not request.clicks and box is None:
             session.reset()
             if state.seed is not None:
                 session.seed(state.seed)
             return state.seed
-        if not any(click.positive for click in request.clicks) and state.seed is None:
+        if box is None and not any(click.positive for click in request.clicks) and state.seed is None:
             raise PromptError("Place at least one positive point (inside the structure) first.")
-        return session.set_clicks(session_order(request.clicks))
+        clicks = session_order(request.clicks)
+        if box is not None:  # SAM-Med3D: the box is a positive click at its centre, first (it centres the ROI)
+            clicks = [(box.centre, True)] + clicks
+        return session.set_clicks(clicks)
 
     def apply(self, request: Request, mask, volume_node, segmentation_node) -> SegmentUpdate:
         """Write the mask into the request's segment (only that one). Main thread (writes MRML)."""
@@ -258,16 +301,18 @@ class InteractiveSegmentationLogic(object):
             clear_segment(segmentation_node, request.segment_id)
         else:
             write_mask_to_segment(mask, volume_node, segmentation_node, request.segment_id)
-        timings = dict(getattr(request.session, "last_timings", None) or {}) if request.clicks else {}
+        timings = dict(getattr(request.session, "last_timings", None) or {}) if (
+            request.clicks or request.box is not None) else {}
         timings["read"] = request.read_seconds
         timings["write"] = time.perf_counter() - start
         return SegmentUpdate(request.segment_id, len(request.clicks), timings)
 
     def segment(self, volume_node, segmentation_node, segment_id, positive_points_node,
-                negative_points_node=None) -> SegmentUpdate:
-        """Recompute ``segment_id`` from all control points of the markups nodes and write it."""
+                negative_points_node=None, box_node=None) -> SegmentUpdate:
+        """Recompute ``segment_id`` from all control points of the markups nodes (and its box) and write it."""
         start = time.perf_counter()
-        request = self.prepare(volume_node, segmentation_node, segment_id, positive_points_node, negative_points_node)
+        request = self.prepare(volume_node, segmentation_node, segment_id, positive_points_node, negative_points_node,
+                               box_node)
         computed = time.perf_counter()
         mask = self.compute(request)
         compute_seconds = time.perf_counter() - computed

@@ -47,9 +47,12 @@ def prompt_nodes(segmentation_node, segment_id: str, create: bool = True) -> Tup
 
 
 def show_only_segment_prompts(segmentation_node, segment_id: Optional[str]) -> None:
-    """Show the point lists of ``segment_id`` and hide those of the segmentation's other segments."""
+    """Show the point lists and box of ``segment_id`` and hide those of the segmentation's other segments."""
     segment_ids = segmentation_node.GetSegmentation().GetSegmentIDs()
+    from .box_prompt import box_node
+
     for other in segment_ids:
-        for node in prompt_nodes(segmentation_node, other, create=False):
+        for node in prompt_nodes(segmentation_node, other, create=False) + (box_node(segmentation_node, other,
+                                                                                      create=False),):
             if node is not None:
                 node.SetDisplayVisibility(other == segment_id)
