@@ -37,9 +37,11 @@ SHORTCUTS = (
 )
 TURBO = "turbo"
 DEMO = "demo"
+MEDSAM = "medsam"
 MODEL_SOURCES = (
     (TURBO, "SAM-Med3D-turbo (downloaded once)"),
     (DEMO, "Bundled demo model (offline)"),
+    (MEDSAM, "MedSAM (box prompts; downloaded once)"),
     ("file", "Local weights file"),
 )
 
@@ -66,7 +68,10 @@ class SAMMed3DSlicer(ScriptedLoadableModule):
             "<li>Add <b>Negative</b> points where the segment leaks; drag points to move them; "
             "<b>Undo</b>/<b>Redo</b>/<b>Reset</b> at will (Undo also takes back a Reset). Each segment keeps its own "
             "points.</li>"
-            "<li>A segment that already has content is refined: its content is the starting mask.</li></ol>"
+            "<li>A segment that already has content is refined: its content is the starting mask.</li>"
+            "<li><b>Box</b>: draw a box around the structure in a slice view (drag its handles to adjust it). "
+            "With the MedSAM model the box's slices are segmented slice by slice from the key slice (its centre); "
+            "with SAM-Med3D the box is a positive click at its centre.</li></ol>"
             "Keyboard shortcuts (while the module is open; none of them is used by Slicer's views):<ul>"
             + _shortcut_help() + "</ul>"
             "The first use asks to install PyTorch (through the PyTorch extension when installed) and downloads "
@@ -105,8 +110,8 @@ class SAMMed3DSlicerLogic(ScriptedLoadableModuleLogic):
     def checkpointFromParameters(parameterNode):
         """"turbo", "demo", or the local weights file when that source is chosen (None while no file is chosen)."""
         source = parameterNode.GetParameter("ModelSource")
-        if source == DEMO:
-            return DEMO
+        if source in (DEMO, MEDSAM):
+            return source
         if source != "file":
             return TURBO
         return parameterNode.GetParameter("CheckpointPath") or None
@@ -216,6 +221,7 @@ class SAMMed3DSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.deviceSelector.connect("currentIndexChanged(int)", self.updateParameterNodeFromGUI)
         self.ui.followLargeObjectsCheckBox.connect("toggled(bool)", self.updateParameterNodeFromGUI)
         self.ui.positivePlaceButton.connect("clicked(bool)", lambda on: self._togglePlacing(True, on))
+        self.ui.boxPlaceButton.connect("clicked(bool)", self._toggleBox)
         self.ui.negativePlaceButton.connect("clicked(bool)", lambda on: self._togglePlacing(False, on))
         self.ui.undoButton.connect("clicked()", self.onUndo)
         self.ui.redoButton.connect("clicked()", self.onRedo)
@@ -334,6 +340,10 @@ class SAMMed3DSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             wasBlocked = button.blockSignals(True)
             button.checked = placing is positive
             button.blockSignals(wasBlocked)
+        self.ui.boxPlaceButton.setEnabled(ready)
+        wasBlocked = self.ui.boxPlaceButton.blockSignals(True)
+        self.ui.boxPlaceButton.checked = controller.placing_box
+        self.ui.boxPlaceButton.blockSignals(wasBlocked)
         self.ui.undoButton.setEnabled(controller.can_undo())
         self.ui.redoButton.setEnabled(controller.can_redo())
         self.ui.resetButton.setEnabled(ready)
@@ -343,6 +353,13 @@ class SAMMed3DSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _togglePlacing(self, positive, on):
         if on:
             self.controller.start_placing(positive)
+        else:
+            self.controller.stop_placing()
+        self.updateButtons()
+
+    def _toggleBox(self, on):
+        if on:
+            self.controller.start_placing_box()
         else:
             self.controller.stop_placing()
         self.updateButtons()

@@ -15,9 +15,10 @@ from typing import Callable, Dict, List, Optional
 from sammed3d.errors import SamMed3DError
 from SAMMed3DSlicerLib.background import BackgroundJobs
 from SAMMed3DSlicerLib.controller import ControllerView, InteractiveSegmentationController, segment_key
+from SAMMed3DSlicerLib.box_prompt import box_node
 from SAMMed3DSlicerLib.prompt_nodes import prompt_nodes
 
-POSITIVE, NEGATIVE = "positive", "negative"
+POSITIVE, NEGATIVE, BOX = "positive", "negative", "box"
 
 
 def segment_color(index: int) -> tuple:
@@ -182,7 +183,8 @@ class Annotator(object):
             self.controller.select(self.volume_node, segmentation_node, None)
         self.jobs.invalidate(segment_key(segmentation_node, segment_id))
         self.logic.forget(segmentation_node, segment_id)
-        for node in prompt_nodes(segmentation_node, segment_id, create=False):
+        for node in prompt_nodes(segmentation_node, segment_id, create=False) + (
+                box_node(segmentation_node, segment_id, create=False),):
             if node is not None:
                 self.scene.RemoveNode(node)
         segmentation_node.GetSegmentation().RemoveSegment(segment_id)
@@ -196,16 +198,20 @@ class Annotator(object):
 
     @property
     def mode(self) -> Optional[str]:
+        if self.controller.placing_box:
+            return BOX
         placing = self.controller.placing
         return None if placing is None else POSITIVE if placing else NEGATIVE
 
     def set_mode(self, mode: Optional[str]) -> None:
-        """POSITIVE / NEGATIVE: each click in a slice view places such a point in the current segment; None: navigate."""
-        if mode not in (None, POSITIVE, NEGATIVE):
+        """POSITIVE / NEGATIVE: each click in a slice view places such a point in the current segment; BOX: draw the
+        segment's box in a slice view (MedSAM segments its slices, SAM-Med3D clicks its centre); None: navigate."""
+        if mode not in (None, POSITIVE, NEGATIVE, BOX):
             raise SamMed3DError("unknown mode %r" % mode)
         if mode is None:
             self.controller.stop_placing()
-        elif not self.controller.start_placing(mode == POSITIVE):
+        elif not (self.controller.start_placing_box() if mode == BOX else self.controller.start_placing(
+                mode == POSITIVE)):
             raise SamMed3DError("load an image first")
         self.on_change()
 

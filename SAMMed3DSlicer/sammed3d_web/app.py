@@ -31,7 +31,7 @@ from sammed3d.errors import SamMed3DError
 from SAMMed3DSlicerLib.prompt_nodes import prompt_nodes
 
 from . import scene_io
-from .annotator import NEGATIVE, POSITIVE, Annotator
+from .annotator import BOX, NEGATIVE, POSITIVE, Annotator
 from .auth import add_token_check
 from .saving import save_annotations
 
@@ -46,7 +46,7 @@ WINDOW_LEVEL_PRESETS = {
 
 #: Keyboard shortcuts (shown in the buttons' tooltips); keys Slicer's views use themselves are avoided.
 SHORTCUTS = {
-    "positive": "p", "negative": "n", "navigate": "Escape", "undo": "Ctrl+Z", "redo": "Ctrl+Y",
+    "positive": "p", "negative": "n", "box": "x", "navigate": "Escape", "undo": "Ctrl+Z", "redo": "Ctrl+Y",
     "reset": "Shift+R", "save": "Ctrl+S",
 }
 
@@ -60,6 +60,7 @@ document.addEventListener('keydown', function (event) {
   else if (ctrl && (key === 's' || key === 'S')) { id = 'sam-save'; }
   else if (!ctrl && key === 'p') { id = 'sam-positive'; }
   else if (!ctrl && key === 'n') { id = 'sam-negative'; }
+  else if (!ctrl && key === 'x') { id = 'sam-box'; }
   else if (!ctrl && key === 'R' && event.shiftKey) { id = 'sam-reset'; }
   else if (key === 'Escape') { id = 'sam-navigate'; }
   if (id) { var button = document.getElementById(id); if (button) { event.preventDefault(); button.click(); } }
@@ -219,6 +220,9 @@ class WebApp(object):
     def on_negative(self):
         self._guarded(self.annotator.set_mode, None if self.annotator.mode == NEGATIVE else NEGATIVE)
 
+    def on_box(self):
+        self._guarded(self.annotator.set_mode, None if self.annotator.mode == BOX else BOX)
+
     def on_navigate(self):
         self._guarded(self.annotator.set_mode, None)
 
@@ -347,6 +351,10 @@ class WebApp(object):
                                   color=("mode === 'negative' ? 'red' : undefined",),
                                   variant=("mode === 'negative' ? 'flat' : 'tonal'",),
                                   disabled=("!has_volume",))
+                self._tool_button("Box", "sam-box", SHORTCUTS["box"], self.on_box,
+                                  color=("mode === 'box' ? 'amber' : undefined",),
+                                  variant=("mode === 'box' ? 'flat' : 'tonal'",),
+                                  disabled=("!has_volume",))
                 self._tool_button("Navigate", "sam-navigate", SHORTCUTS["navigate"], self.on_navigate,
                                   variant="tonal", disabled=("!has_volume",))
                 self._tool_button("Undo", "sam-undo", SHORTCUTS["undo"], self.on_undo, variant="tonal",
@@ -415,7 +423,7 @@ class WebApp(object):
                     html.Div("Output: {{ output_name }}", classes="text-caption mt-3")
                     html.Div("{{ status }}", id="sam-status", role="status", classes="text-body-2 mt-2",
                              style=("{color: error ? '#ff8a80' : undefined}",))
-                    html.Div("Shortcuts: p positive, n negative, Esc navigate, Ctrl+Z undo, Ctrl+Y redo, "
+                    html.Div("Shortcuts: p positive, n negative, x box, Esc navigate, Ctrl+Z undo, Ctrl+Y redo, "
                              "Shift+R reset, Ctrl+S save. Scroll slices with the sliders or the mouse wheel.",
                              classes="text-caption mt-3", style="opacity: 0.7;")
             with v3.VMain(style="height: 100vh;"):

@@ -24,7 +24,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--segmentation", metavar="FILE",
                         help="existing segmentation to refine (.seg.nrrd or a label image); "
                              "default: OUT when it exists")
-    parser.add_argument("--checkpoint", default="turbo", help="turbo (default, downloaded once), demo, or a path")
+    parser.add_argument("--checkpoint", default="turbo",
+                        help="turbo (default, downloaded once), demo, medsam (box prompts, downloaded once), or a "
+                             "path (SAM-Med3D or MedSAM weights)")
     parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     parser.add_argument("--max-rois", type=int, default=1,
                         help="ROIs one object may span: 1 (default, the official single ROI, as `sammed3d segment`); "

@@ -69,6 +69,7 @@ class RemoteSession(object):
         self._mask = np.zeros(self._shape, dtype=np.uint8)
         self.last_timings = {}  # type: Dict[str, float]
         self.roi_count = 0  # ROIs the server computed the current mask in
+        self.box = None  # the last box given to a MedSAM server (sammed3d.prompts.Box)
 
     # -- InteractiveSession's API --------------------------------------------------------------------------------
     @property
@@ -86,6 +87,45 @@ class RemoteSession(object):
         _check_clicks_inside(self.image, clicks)
         return self._run("clicks", {"clicks": _wire_clicks(clicks)}, clicks, [])
 
+    @property
+    def takes_boxes(self) -> bool:
+        """True when the server runs MedSAM (box prompts), False for SAM-Med3D (clicks)."""
+        return (self.connection.info or {}).get("family") == "medsam"
+
+    def set_box(self, box) -> sitk.Image:
+        """A box prompt (:class:`sammed3d.prompts.Box`, RAS mm): MedSAM on the server segments its slices; a
+        SAM-Med3D server gets a positive click at its centre (replacing the clicks), as InteractiveSession.set_box."""
+        from ..prompts import Box
+
+        box = box if isinstance(box, Box) else Box(*box)
+        if not self.takes_boxes:
+            return self.set_clicks([(box.centre_point(self.image).ras, True)])
+        box.index_bounds(self.image)  # PromptError before any request when the box misses the image
+        start = time.perf_counter()
+        timings = {"upload": 0.0}
+        payload = {"corner1": list(box.corner1), "corner2": list(box.corner2), "full": True, "force": True}
+        for attempt in (1, 2):
+            if self._session_id is None:
+                self._open(None, timings)
+            try:
+                answer = self._call("box", payload)
+                break
+            except RemoteError as error:
+                if error.code != "unknown_session" or attempt == 2:
+                    raise
+                self._session_id = None  # restarted, evicted or expired: open it again, once
+        mask = np.zeros(self._shape, dtype=np.uint8)
+        try:
+            apply_patch(mask, answer.get("patch") or {})
+        except (WireError, TypeError, ValueError) as error:
+            raise RemoteError("the server's answer is malformed (%s)" % error) from None
+        self._mask, self._version, self.box = mask, int(answer["version"]), box
+        self._clicks, self._redo = [], []
+        timings.update({k: float(v) for k, v in (answer.get("timings") or {}).items()})
+        timings["round_trip"] = time.perf_counter() - start
+        self.last_timings = timings
+        return self.mask_image()
+
     def undo(self) -> sitk.Image:
         if not self._clicks:
             return self.mask_image()
@@ -97,7 +137,8 @@ class RemoteSession(object):
         return self._run("redo", {}, self._clicks + [self._redo[-1]], self._redo[:-1])
 
     def reset(self) -> sitk.Image:
-        """Forget clicks, redo history and seed (the server keeps the image and its cached embeddings)."""
+        """Forget clicks, box, redo history and seed (the server keeps the image and its cached embeddings)."""
+        self.box = None
         return self._run("reset", {}, [], [], seed=None)
 
     def seed(self, mask: Optional[sitk.Image]) -> None:

@@ -5,8 +5,10 @@ Protocol (see :mod:`sammed3d.remote.wire` for the byte formats):
 1. ``GET /volumes/{sha256}``: 200 if the server holds that volume, else 404; ``PUT /volumes/{sha256}`` uploads it.
 2. ``POST /sessions`` opens a session on a volume (optionally seeded with a mask): an unguessable id, owned by the
    client (``X-Client-Id``) that opened it.
-3. ``POST /sessions/{id}/clicks | points | undo | redo | reset | seed`` change it; each answer holds the session's
-   state (version, clicks) and the patch of the mask that changed since ``base_version``. ``if_version`` makes a
+3. ``POST /sessions/{id}/clicks | points | box | undo | redo | reset | seed`` change it; each answer holds the
+   session's state (version, clicks) and the patch of the mask that changed since ``base_version``. A box (two
+   opposite RAS corners) is MedSAM's prompt on a MedSAM server (``/info`` says ``"family": "medsam"``; clicks are
+   refused there) and a positive click at its centre on a SAM-Med3D server. ``if_version`` makes a
    request conditional (409 if the session moved on), so a client never applies a patch to the wrong mask.
 
 Computations run one at a time on a single worker thread (one device, one model); uploads, decoding and small
@@ -31,7 +33,7 @@ from .. import __version__
 from ..errors import SamMed3DError
 from ..remote.wire import WireError, decode_volume, make_patch, unpack_mask
 from .guard import Guard
-from .schemas import AddPoint, Edit, OpenSession, SetClicks, SetSeed
+from .schemas import AddPoint, Edit, OpenSession, SetBox, SetClicks, SetSeed
 from .store import SessionEntry, Store
 
 
@@ -72,6 +74,11 @@ class Engine(object):
     def device(self):
         return self.model.device
 
+    @property
+    def family(self) -> str:
+        """"medsam" (a box model: SAM 2D / MedSAM) or "sam-med3d"."""
+        return "medsam" if hasattr(self.model, "decode_boxes") else "sam-med3d"
+
     async def run(self, work: Callable):
         """(result, seconds waited in the queue) of `work()` run on the inference worker."""
         submitted = time.perf_counter()
@@ -93,6 +100,10 @@ class Engine(object):
         from ..session import InteractiveSession
 
         autocast(self.device, precision)  # SamMed3DError now (400) for a precision this device lacks
+        if self.family == "medsam":
+            from ..medsam.session import MedSamSession
+
+            return MedSamSession(self.model, volume.image, precision=precision)
         session = InteractiveSession(self.model, volume.image, mapping=mapping, max_rois=max_rois,
                                      precision=precision)
         session._rois = volume.rois  # noqa: SLF001 - ROI extraction depends only on the image
@@ -107,9 +118,10 @@ def _state(entry: SessionEntry, patch: Optional[Dict] = None, base_version: Opti
         "session": entry.key,
         "volume": entry.volume.key,
         "version": entry.version,
-        "clicks": [[list(ras), positive] for ras, positive in session.clicks],
+        "clicks": [[list(ras), positive] for ras, positive in getattr(session, "clicks", [])],
+        "box": [list(session.box.corner1), list(session.box.corner2)] if getattr(session, "box", None) else None,
         "redo": len(getattr(session, "_redo", [])),
-        "rois": len(session.rois),
+        "rois": len(getattr(session, "rois", ())),
         "base_version": base_version,
         "patch": patch,
         "timings": timings or {},
@@ -194,7 +206,8 @@ def create_app(engine: Engine, settings: ServerSettings, clock: Callable[[], flo
         """The model, device and limits of this server."""
         from ..devices import describe_device
 
-        return {"version": __version__, "model": engine.label, "config": str(getattr(engine.model, "config", "")),
+        return {"version": __version__, "model": engine.label, "family": engine.family,
+                "config": str(getattr(engine.model, "config", "")),
                 "device": describe_device(engine.device), "counts": store.counts(), "memory": store.memory(),
                 "evicted": dict(store.evicted),
                 "limits": {"max_sessions": settings.max_sessions, "memory_budget": settings.memory_budget,
@@ -242,7 +255,7 @@ def create_app(engine: Engine, settings: ServerSettings, clock: Callable[[], flo
 
         def work():
             session = engine.new_session(volume, body.mapping, body.max_rois, body.precision)
-            if seed is not None:
+            if seed is not None and hasattr(session, "seed"):  # MedSAM: a box's result replaces any content
                 image = sitk.GetImageFromArray(seed)
                 image.CopyInformation(volume.image)
                 session.seed(image)
@@ -284,8 +297,11 @@ def create_app(engine: Engine, settings: ServerSettings, clock: Callable[[], flo
             raise ApiError(404, "no session %s" % session[:12], "unknown_session")
         return Response(status_code=204)
 
-    async def edit(request: Request, key: str, body: Edit, change: Callable) -> Dict:
+    async def edit(request: Request, key: str, body: Edit, change: Callable, clicks: bool = True) -> Dict:
         entry = session_or_404(request, key)
+        if clicks and not hasattr(entry.session, "set_clicks"):
+            raise ApiError(400, "this server runs MedSAM: it takes a box (POST /sessions/{id}/box), not clicks",
+                           "bad_request")
         start = time.perf_counter()
 
         def work():
@@ -319,6 +335,15 @@ def create_app(engine: Engine, settings: ServerSettings, clock: Callable[[], flo
         """Add one click (RAS mm, positive or negative)."""
         return await edit(request, session, body, lambda s: s.add_point(tuple(body.point), body.positive))
 
+    @app.post("/sessions/{session}/box", dependencies=_SECURED)
+    async def set_box(request: Request, body: SetBox, session: str = _SESSION):
+        """A box prompt (two opposite corners, RAS mm): MedSAM segments the box's slices (replacing the mask);
+        SAM-Med3D takes a positive click at its centre (replacing the clicks)."""
+        from ..prompts import Box
+
+        box = Box(tuple(body.corner1), tuple(body.corner2))
+        return await edit(request, session, body, lambda s: s.set_box(box), clicks=False)
+
     @app.post("/sessions/{session}/undo", dependencies=_SECURED)
     async def undo(request: Request, body: Edit, session: str = _SESSION):
         """Remove the last click (kept for redo)."""
@@ -332,7 +357,7 @@ def create_app(engine: Engine, settings: ServerSettings, clock: Callable[[], flo
     @app.post("/sessions/{session}/reset", dependencies=_SECURED)
     async def reset(request: Request, body: Edit, session: str = _SESSION):
         """Forget clicks, redo history and seed (cached embeddings stay)."""
-        return await edit(request, session, body, lambda s: s.reset())
+        return await edit(request, session, body, lambda s: s.reset(), clicks=False)
 
     @app.post("/sessions/{session}/seed", dependencies=_SECURED)
     async def seed(request: Request, body: SetSeed, session: str = _SESSION):

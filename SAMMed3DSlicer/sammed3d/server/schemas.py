@@ -40,3 +40,8 @@ class AddPoint(Edit):
 
 class SetSeed(Edit):
     mask: Optional[str] = Field(None, description="base64 zlib bit-packed [k, j, i] mask, or null for none")
+
+
+class SetBox(Edit):
+    corner1: Point = Field(..., description="one corner of the box, R, A, S in mm")
+    corner2: Point = Field(..., description="the opposite corner, R, A, S in mm")

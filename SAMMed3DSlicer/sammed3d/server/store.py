@@ -54,7 +54,10 @@ class SessionEntry(object):
         self.last_used = now
 
     def nbytes(self) -> int:
-        return 0 if self.mask is None else int(self.mask.nbytes)
+        mask = 0 if self.mask is None else int(self.mask.nbytes)
+        own = getattr(self.session, "_embeddings", {}) if hasattr(self.session, "slice_boxes") else {}
+        # a MedSAM session caches its own slice embeddings (SAM-Med3D's are the volume's, counted there)
+        return mask + sum(int(e.numel()) * e.element_size() for e in own.values())
 
 
 class Store(object):
