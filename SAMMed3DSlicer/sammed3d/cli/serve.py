@@ -21,7 +21,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1: this computer only; 0.0.0.0: every network)")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--checkpoint", default="turbo", help="turbo (default, downloaded once), demo, or a path")
+    parser.add_argument("--checkpoint", default="turbo",
+                        help="turbo (default, downloaded once), demo, medsam (MedSAM: box prompts, downloaded once), "
+                             "or a path (SAM-Med3D or MedSAM weights)")
     parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     parser.add_argument("--token", default=None,
                         help="the bearer token clients must send (default: $SAMMED3D_TOKEN; prefer the variable: "
