@@ -83,6 +83,10 @@ async def front_lifecycle(tmp_path):
                 await stranger.ws_connect(base + "/s/anything/ws")
         assert launcher.scenes == {}
 
+        async with aiohttp.ClientSession() as monitor:  # /status (with the token) starts nothing
+            async with monitor.get(base + "/status", headers={"Authorization": "Bearer s3cret"}) as response:
+                assert (await response.json())["scenes"] == 0 and launcher.scenes == {}
+
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as tab_a, \
                 aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as tab_b:  # (IP-address cookies)
             # A new tab: a child process, a redirect to its prefix, the page forwarded from that child.

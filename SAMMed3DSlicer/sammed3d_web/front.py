@@ -1,9 +1,10 @@
 """The front process of ``sammed3d web``: one scene (child process) per browser tab, behind one address.
 
-``GET /`` claims a scene and redirects the tab to ``/s/<scene id>/``; everything under that prefix (the page, its
+``GET /`` claims a scene (a pre-started one when free) and redirects the tab to ``/s/<scene id>/``; everything under that prefix (the page, its
 files, its websocket ``/s/<id>/ws``) is forwarded to that scene's child on 127.0.0.1 with the child's internal token.
 Reloading the tab keeps its scene; a new tab (``/``) gets a new one. The front checks the user's token (when one is
 set) on every request and websocket before anything is forwarded. Beyond ``max_scenes`` the page answers 503.
+``GET /status`` tells how many scenes run (JSON) without starting one.
 """
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ class Front(object):
             add_token_check(self.app, token)
         self.app.router.add_get("/", self.new_scene)
         self.app.router.add_get("/index.html", self.new_scene)
+        self.app.router.add_get("/status", self.status)
         self.app.router.add_route("*", "/s/{scene}", self.to_scene_root)
         self.app.router.add_route("*", "/s/{scene}/{tail:.*}", self.forward)
         self.app.on_startup.append(self._on_startup)
@@ -82,6 +84,14 @@ class Front(object):
                                 text=BUSY_PAGE % (limit, limit, describe_seconds(self.launcher.idle_timeout)))
         print("sammed3d web: scene %d for a new tab (saves to %s)" % (scene.slot, scene.output), flush=True)
         raise web.HTTPFound("/s/%s/" % scene.id)
+
+    async def status(self, request):
+        """Scenes in use (for monitoring; starts nothing)."""
+        scenes = self.launcher.scenes.values()
+        return web.json_response({
+            "max_scenes": self.launcher.max_scenes, "scenes": len(self.launcher.scenes),
+            "connected": sum(1 for scene in scenes if scene.connections > 0),
+            "idle_timeout_s": self.launcher.idle_timeout})
 
     async def to_scene_root(self, request):
         raise web.HTTPFound("/s/%s/" % request.match_info["scene"])
