@@ -186,3 +186,26 @@ def test_scenes_die_with_a_killed_front(tmp_path):
         parent.send_signal(signal.SIGKILL)
         parent.wait()
     assert exited_within(child_pid, 15), "a scene outlived its killed front"
+
+
+async def slots_after_saves(tmp_path, reuse):
+    launcher = SceneLauncher(child_command, tmp_path / "out.seg.nrrd", max_scenes=1, reuse_saved_slots=reuse)
+    async with aiohttp.ClientSession() as session:
+        launcher.session = session
+        slots = []
+        for _ in range(3):
+            scene = launcher.start_scene()
+            await launcher.wait_ready(scene)
+            slots.append(scene.slot)
+            scene.output.write_bytes(b"a save")  # this tab saved
+            await launcher.stop(scene)
+            assert not scene.alive()
+    return slots
+
+
+@pytest.mark.parametrize("reuse, expected", [(True, [1, 1, 1]), (False, [1, 2, 3])],
+                         ids=["image-on-command-line", "uploads"])
+def test_a_new_tab_never_replaces_an_earlier_tabs_save(tmp_path, reuse, expected):
+    """With the image on the command line a freed slot is reused (its save is loaded and refined); with uploaded
+    images a new tab skips slots an earlier tab saved in."""
+    assert asyncio.run(slots_after_saves(tmp_path, reuse)) == expected

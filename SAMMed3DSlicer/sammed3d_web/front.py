@@ -12,7 +12,7 @@ import asyncio
 import signal
 from typing import Optional
 
-from aiohttp import ClientSession, ClientTimeout, WSMsgType, web
+from aiohttp import ClientError, ClientSession, ClientTimeout, WSMsgType, web
 
 from .auth import add_token_check
 from .scenes import Scene, SceneLauncher, SceneLimitError, SceneStartError
@@ -127,8 +127,12 @@ class Front(object):
 
     async def _forward_http(self, request, scene: Scene):
         body = await request.read() if request.can_read_body else None
-        async with self.session.request(request.method, self._target(request, scene), data=body,
-                                        headers=self._headers(request, scene), allow_redirects=False) as upstream:
+        try:
+            upstream = await self.session.request(request.method, self._target(request, scene), data=body,
+                                                  headers=self._headers(request, scene), allow_redirects=False)
+        except (ClientError, asyncio.TimeoutError, OSError):
+            return web.Response(status=502, text="this scene does not answer; open the page again\n")
+        async with upstream:
             response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
             for key, value in upstream.headers.items():
                 if key.lower() in DROPPED_RESPONSE_HEADERS:

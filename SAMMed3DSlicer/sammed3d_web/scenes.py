@@ -4,9 +4,10 @@ Each scene is a child process bound to 127.0.0.1 on a free port, reachable only 
 in its environment, never on its command line). The child reads its stdin, a pipe from the front process: when the
 front dies (even killed), the pipe closes and the child exits, so no scene outlives its front.
 
-Scenes take slots 1..max_scenes; slot 1 saves to OUT, slot k to ``<OUT folder>/<stem>-scene<k>/<OUT name>`` (its
-``.mrk.json`` files beside it), so two open tabs never write the same files. A slot freed by a closed tab is reused by
-the next tab, which loads that slot's saved segmentation (when the image comes from the command line) and refines it.
+Scene k saves to OUT for k = 1, else to ``<OUT folder>/<stem>-scene<k>/<OUT name>`` (its ``.mrk.json`` files beside
+it), so two open tabs never write the same files. A slot freed by a closed tab is reused by the next tab, which loads
+that slot's saved segmentation and refines it, when the image comes from the command line; otherwise (images uploaded
+in the page) slots where an earlier tab saved are skipped, so a new tab never replaces an earlier tab's files.
 """
 from __future__ import annotations
 
@@ -100,8 +101,11 @@ class SceneLauncher(object):
     """
 
     def __init__(self, command: Callable[[int, Path], List[str]], output: Path, max_scenes: int = 4,
-                 idle_timeout: float = 600.0, start_timeout: float = 300.0, env: Optional[dict] = None):
+                 idle_timeout: float = 600.0, start_timeout: float = 300.0, env: Optional[dict] = None,
+                 reuse_saved_slots: bool = True):
         self.session = None
+        self.reuse_saved_slots = reuse_saved_slots
+        self._saved_slots = set()  # slots whose stopped scene left a save (skipped unless reuse_saved_slots)
         self.command = command
         self.output = Path(output)
         self.max_scenes = max_scenes
@@ -113,11 +117,13 @@ class SceneLauncher(object):
 
     # ---- start ----------------------------------------------------------------------------------------------------
     def _free_slot(self) -> int:
+        if len(self.scenes) >= self.max_scenes:
+            raise SceneLimitError("all %d scenes are in use" % self.max_scenes)
         taken = {scene.slot for scene in self.scenes.values()}
-        for slot in range(1, self.max_scenes + 1):
-            if slot not in taken:
+        for slot in range(1, 100000):
+            if slot not in taken and (self.reuse_saved_slots or slot not in self._saved_slots):
                 return slot
-        raise SceneLimitError("all %d scenes are in use" % self.max_scenes)
+        raise SceneLimitError("no free output folder beside %s" % self.output)
 
     def start_scene(self) -> Scene:
         """Start a child in the lowest free slot (SceneLimitError when none is free); it is ready later."""
@@ -182,6 +188,8 @@ class SceneLauncher(object):
     # ---- stop -----------------------------------------------------------------------------------------------------
     def forget(self, scene: Scene) -> None:
         self.scenes.pop(scene.id, None)
+        if scene.output.exists():
+            self._saved_slots.add(scene.slot)
         if scene.output != self.output:
             try:
                 scene.output.parent.rmdir()  # the scene's folder, only when it saved nothing

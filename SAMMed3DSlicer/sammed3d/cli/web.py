@@ -131,7 +131,7 @@ def run_front(args) -> int:
 
     output = _check_arguments(args)
     launcher = SceneLauncher(_scene_command(args), output, max_scenes=args.max_scenes,
-                             idle_timeout=args.scene_idle_timeout)
+                             idle_timeout=args.scene_idle_timeout, reuse_saved_slots=bool(args.image))
     front = Front(launcher, token=args.token)
     url = "http://%s:%d/" % (args.host, args.port) + ("?token=%s" % args.token if args.token else "")
 
