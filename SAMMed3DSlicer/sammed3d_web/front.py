@@ -182,18 +182,12 @@ class Front(object):
 
 
 async def serve(front: Front, host: str, port: int, on_ready=None, prestart: bool = True) -> None:
-    """Run the front until SIGINT / SIGTERM; pre-start one scene (its model loads before the first tab opens);
-    ``on_ready()`` is called once it listens. Stops every scene on the way out."""
+    """Run the front until SIGINT / SIGTERM. It listens first (the port is held), then pre-starts one scene (its model
+    loads before the first tab opens; SceneStartError if it cannot start); ``on_ready()`` is called once that scene
+    answers. Stops every scene on the way out."""
     runner = web.AppRunner(front.app, handle_signals=False, access_log=None)
     await runner.setup()
     try:
-        if prestart:
-            scene = front.launcher.start_scene()
-            await front.launcher.wait_ready(scene)
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        if on_ready is not None:
-            on_ready()
         stopping = asyncio.Event()
         loop = asyncio.get_event_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -201,6 +195,17 @@ async def serve(front: Front, host: str, port: int, on_ready=None, prestart: boo
                 loop.add_signal_handler(signum, stopping.set)
             except (NotImplementedError, RuntimeError):
                 pass
-        await stopping.wait()
+        await web.TCPSite(runner, host, port).start()
+        stop_waiter = asyncio.ensure_future(stopping.wait())
+        if prestart:
+            first = asyncio.ensure_future(front.launcher.wait_ready(front.launcher.start_scene()))
+            await asyncio.wait([first, stop_waiter], return_when=asyncio.FIRST_COMPLETED)
+            if not first.done():
+                first.cancel()
+            elif first.exception() is not None:
+                raise first.exception()
+        if on_ready is not None and not stopping.is_set():
+            on_ready()
+        await stop_waiter
     finally:
         await runner.cleanup()

@@ -142,6 +142,8 @@ def run_front(args) -> int:
         asyncio.run(serve(front, args.host, args.port, on_ready=ready))
     except SceneStartError as error:
         raise SamMed3DError("the first scene did not start (%s; see its message above)" % error) from None
+    except OSError as error:
+        raise SamMed3DError("cannot listen on %s:%d: %s" % (args.host, args.port, error.strerror or error)) from None
     except KeyboardInterrupt:
         pass
     return 0
