@@ -1,7 +1,8 @@
 """The front process of ``sammed3d web``: one scene (child process) per browser tab, behind one address.
 
-``GET /`` claims a scene (a pre-started one when free) and redirects the tab to ``/s/<scene id>/``; everything under that prefix (the page, its
-files, its websocket ``/s/<id>/ws``) is forwarded to that scene's child on 127.0.0.1 with the child's internal token.
+``GET /`` claims a scene (a pre-started one when free) and redirects the tab to ``/s/<scene id>/``; everything under
+that prefix (the page, its files, its websocket ``/s/<id>/ws``) is forwarded to that scene's child on 127.0.0.1 with
+the child's internal token.
 Reloading the tab keeps its scene; a new tab (``/``) gets a new one. The front checks the user's token (when one is
 set) on every request and websocket before anything is forwarded. Beyond ``max_scenes`` the page answers 503.
 ``GET /status`` tells how many scenes run (JSON) without starting one.
