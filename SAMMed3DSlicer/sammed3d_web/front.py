@@ -46,8 +46,8 @@ class Front(object):
         self.app = web.Application(client_max_size=1024 ** 3)
         if token:
             add_token_check(self.app, token)
-        self.app.router.add_get("/", self.new_scene)
-        self.app.router.add_get("/index.html", self.new_scene)
+        self.app.router.add_get("/", self.new_scene, allow_head=False)  # (HEAD probes take no scene)
+        self.app.router.add_get("/index.html", self.new_scene, allow_head=False)
         self.app.router.add_get("/status", self.status)
         self.app.router.add_route("*", "/s/{scene}", self.to_scene_root)
         self.app.router.add_route("*", "/s/{scene}/{tail:.*}", self.forward)

@@ -25,7 +25,8 @@ def add_parser(subparsers) -> None:
                                                  "or upload one from the page")
     parser.add_argument("-o", "--output", default="segmentation.seg.nrrd",
                         help="where Save writes (.seg.nrrd; default: segmentation.seg.nrrd); "
-                             "<segment name>.mrk.json files go beside it")
+                             "<segment name>.mrk.json files go beside it. The first scene (tab) saves here, "
+                             "scene k to <OUT folder>/<stem>-scene<k>/")
     parser.add_argument("--segmentation", metavar="FILE",
                         help="existing segmentation to refine (.seg.nrrd or a label image); "
                              "default: OUT when it exists")
