@@ -21,9 +21,10 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
+from .output_path import SEGMENTATION_SUFFIX
+
 #: Environment variable that hands a child its internal token.
 TOKEN_ENV = "SAMMED3D_WEB_SCENE_TOKEN"
-SEGMENTATION_SUFFIX = ".seg.nrrd"
 
 
 class SceneLimitError(Exception):
@@ -39,7 +40,7 @@ def scene_output_path(output: Path, slot: int) -> Path:
     output = Path(output)
     if slot == 1:
         return output
-    stem = output.name[:-len(SEGMENTATION_SUFFIX)] if output.name.endswith(SEGMENTATION_SUFFIX) else output.stem
+    stem = output.name[:-len(SEGMENTATION_SUFFIX)] if output.name.lower().endswith(SEGMENTATION_SUFFIX) else output.stem
     return output.parent / ("%s-scene%d" % (stem, slot)) / output.name
 
 

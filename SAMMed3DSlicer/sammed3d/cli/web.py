@@ -81,7 +81,7 @@ def _check_port_free(host: str, port: int) -> None:
 def _check_arguments(args):
     """Checks shared by the front and a single scene; returns the output path."""
     from sammed3d_web.auth import is_local
-    from sammed3d_web.saving import check_output_path
+    from sammed3d_web.output_path import check_output_path
 
     if not is_local(args.host) and not args.token:
         raise SamMed3DError("listening on %s needs --token (anyone who can reach the port could use it)" % args.host)
@@ -151,8 +151,15 @@ def run_front(args) -> int:
 
 
 def run(args) -> int:
+    import importlib.util
+
+    missing = [name for name in ("trame_slicer", "aiohttp") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise SamMed3DError("the web app needs its extra: pip install \"sammed3d[web]\" (missing %s)"
+                            % ", ".join(missing))
+    if not (args.scene_child or args.single_scene):
+        return run_front(args)  # the front loads neither Slicer nor a model: its scenes do
     try:
-        import trame_slicer  # noqa: F401
         from sammed3d_web.app import WebApp
         from sammed3d_web.scene_io import read_image_path
     except ImportError as error:
@@ -164,8 +171,6 @@ def run(args) -> int:
         args.token = os.environ.get(TOKEN_ENV) or None
         if not args.token:
             raise SamMed3DError("a scene process needs its token in %s" % TOKEN_ENV)
-    elif not args.single_scene:
-        return run_front(args)
     output = _check_arguments(args)
     segmentation = args.segmentation
     if segmentation is None and args.image and output.exists():
