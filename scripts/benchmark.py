@@ -6,6 +6,7 @@
     python scripts/benchmark.py pipeline   # end-to-end first click and refinement on the shared DICOM CT
                                            # (--mapping official: the official nearest-neighbour mapping)
     python scripts/benchmark.py slicer     # the Slicer logic on real MRML: first and refinement clicks
+    python scripts/benchmark.py medsam     # MedSAM (SAM ViT-B 2D) encoder speed-up vs segment-anything, precision
 
 Needs the test extra (`pip install -e ".[test]"`). Prints ratios; no thresholds are asserted here.
 """
@@ -173,8 +174,9 @@ def _parts(timings):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("section", choices=["model", "precision", "pipeline", "slicer"])
+    parser.add_argument("section", choices=["model", "precision", "pipeline", "slicer", "medsam"])
     parser.add_argument("--config", default="vit_b", choices=["vit_b", "tiny"])
+    parser.add_argument("--cpu-precision", action="store_true", help="medsam: also measure bf16 autocast on the CPU")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--mapping", default="linear", choices=["linear", "official"],
                         help="pipeline: sammed3d's mapping back to the original grid (default: linear)")
@@ -183,6 +185,10 @@ def main():
         bench_model(args)
     elif args.section == "precision":
         bench_precision(args)
+    elif args.section == "medsam":
+        from benchmark_medsam import bench_medsam
+
+        bench_medsam(args, timed)
     elif args.section == "slicer":
         sys.path.insert(0, str(REPO / "SAMMed3DSlicer"))
         bench_slicer(args)

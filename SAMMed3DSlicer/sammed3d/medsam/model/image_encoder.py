@@ -18,8 +18,9 @@ from ...model.common import LayerNorm3d as LayerNorm2d  # channel LayerNorm: the
 from ...model.common import MLPBlock
 from ...model.relative_position import relative_table
 
-#: Bias elements (floats) one attention call may hold; global blocks split their queries into bands to stay below.
-BIAS_BUDGET = 1 << 25
+#: Bias elements (floats) one attention call may hold; attention splits its queries into bands of
+#: whole token rows to stay below (64 MiB, reused: no page faults, no 4096^2 matrices).
+BIAS_BUDGET = 1 << 24
 
 
 class PatchEmbed(nn.Module):
@@ -73,7 +74,8 @@ class Attention(nn.Module):
         grid_h, grid_w = qkv.shape[1], qkv.shape[2]
         n = qkv.shape[0]
         qkv = qkv.reshape(n, grid_h * grid_w, 3, self.num_heads, dim // self.num_heads).permute(2, 0, 3, 1, 4)
-        out = self._attend(*qkv.unbind(0), grid_h, grid_w)
+        q, k, v = (t.contiguous() for t in qkv.unbind(0))  # once, not per band inside the attention kernel
+        out = self._attend(q, k, v, grid_h, grid_w)
         out = out.transpose(1, 2).reshape(n, grid_h, grid_w, dim)
         if window:
             out = _unpartition(out, window, b, hp, wp)[:, :h, :w]
@@ -91,15 +93,18 @@ class Attention(nn.Module):
         term_h = torch.einsum("nahwc,hkc->nahwk", q_grid, rel_h)  # bias along key rows: n heads qh qw kh
         term_w = torch.einsum("nahwc,wkc->nahwk", q_grid, rel_w)  # bias along key columns: n heads qh qw kw
         rows = max(1, min(grid_h, BIAS_BUDGET // max(1, n * heads * grid_w * tokens)))
-        if rows >= grid_h:
-            bias = (term_h[..., :, None] + term_w[..., None, :]).reshape(n, heads, tokens, tokens)
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-        out = torch.empty_like(q)
+        # One bias buffer reused for every band: fresh large tensors cost page faults, a reused one does not.
+        buffer = q.new_empty(n * heads * rows * grid_w * tokens)
+        out = q.new_empty(q.shape) if rows < grid_h else None
         for start in range(0, grid_h, rows):
             stop = min(grid_h, start + rows)
+            shape = (n, heads, stop - start, grid_w, grid_h, grid_w)
+            bias = buffer[: n * heads * (stop - start) * grid_w * tokens].view(shape)
+            torch.add(term_h[:, :, start:stop, :, :, None], term_w[:, :, start:stop, :, None, :], out=bias)
+            bias = bias.view(n, heads, (stop - start) * grid_w, tokens)
+            if out is None:
+                return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
             band = slice(start * grid_w, stop * grid_w)
-            bias = term_h[:, :, start:stop, :, :, None] + term_w[:, :, start:stop, :, None, :]
-            bias = bias.reshape(n, heads, (stop - start) * grid_w, tokens)
             out[:, :, band] = F.scaled_dot_product_attention(q[:, :, band], k, v, attn_mask=bias)
         return out
 
