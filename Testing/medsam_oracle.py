@@ -96,11 +96,12 @@ def official_slice_segmentation(model, slice_uint8: np.ndarray, box_xyxy) -> np.
 
     img_3c = np.repeat(slice_uint8[:, :, None], 3, axis=-1)
     H, W, _ = img_3c.shape
-    img_1024 = transform.resize(img_3c, (1024, 1024), order=3, preserve_range=True,
+    size = model.image_encoder.img_size  # 1024 for MedSAM; smaller for the tiny test model
+    img_1024 = transform.resize(img_3c, (size, size), order=3, preserve_range=True,
                                 anti_aliasing=True).astype(np.uint8)
     img_1024 = (img_1024 - img_1024.min()) / np.clip(img_1024.max() - img_1024.min(), a_min=1e-8, a_max=None)
     tensor = torch.tensor(img_1024).float().permute(2, 0, 1).unsqueeze(0)
-    box_1024 = np.array([box_xyxy]) / np.array([W, H, W, H]) * 1024
+    box_1024 = np.array([box_xyxy]) / np.array([W, H, W, H]) * size
     with torch.no_grad():
         embedding = model.image_encoder(tensor)
         logits, _ = official_box_decode(model, embedding, box_1024)

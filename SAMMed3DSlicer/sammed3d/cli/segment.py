@@ -23,7 +23,9 @@ def add_parser(subparsers) -> None:
                         help="negative point in RAS mm (repeatable)")
     parser.add_argument("--points", metavar="FILE.mrk.json",
                         help="Slicer markups file; points labelled '-...' or described 'negative' are negative")
-    parser.add_argument("--checkpoint", default="turbo", help="turbo (default, downloaded once), demo, or a path")
+    parser.add_argument("--checkpoint", default=None,
+                        help="turbo (SAM-Med3D default), medsam (MedSAM default), demo, or a path; named ones are "
+                             "downloaded once")
     parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     parser.add_argument("--precision", default="fp32", choices=PRECISION_CHOICES,
                         help="fp32 (exact, default) or reduced-precision autocast (GPU)")
@@ -34,17 +36,23 @@ def add_parser(subparsers) -> None:
                              "e.g. 6 follows larger objects (a liver) into neighbour ROIs")
     parser.add_argument("--save-roi", metavar="DIR", help="write what the model saw: ROI input and probabilities")
     parser.add_argument("--overlay", metavar="PNG", help="also write a PNG of three slices through the first point")
+    from .segment_box import add_box_arguments
+
+    add_box_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def _clicks(args):
-    clicks = [(tuple(p), True) for p in args.point] + [(tuple(p), False) for p in args.negative]
+    from .segment_box import box_centre_clicks
+
+    clicks = box_centre_clicks(args) + [(tuple(p), True) for p in args.point] + [(tuple(p), False) for p in args.negative]
     if args.points:
         from ..markups import read_markups_clicks
 
         clicks += read_markups_clicks(args.points)
     if not clicks:
-        raise PromptError("no point given: use --point R A S (RAS mm), --negative R A S or --points FILE.mrk.json")
+        raise PromptError("no point given: use --point R A S (RAS mm), --negative R A S, --points FILE.mrk.json "
+                          "or a box (--box, --roi)")
     if not any(positive for _, positive in clicks):
         raise PromptError("at least one positive point is needed")
     # The first click centres the ROI: start with the first positive one, keep the others in their given order.
@@ -61,6 +69,11 @@ def run(args) -> int:
         raise SamMed3DError("cannot write %s: use one of %s" % (output, ", ".join(WRITE_SUFFIXES)))
     if not output.absolute().parent.is_dir():
         raise SamMed3DError("cannot write %s: folder %s does not exist" % (output, output.absolute().parent))
+    from .segment_box import resolve_checkpoint_name, run_medsam
+
+    if args.model == "medsam":
+        return run_medsam(args, output)
+    args.checkpoint = resolve_checkpoint_name(args)
     clicks = _clicks(args)
     if args.max_rois < 1:
         raise SamMed3DError("--max-rois must be at least 1")
@@ -78,6 +91,8 @@ def run(args) -> int:
     start = time.perf_counter()
     model = load_model(args.checkpoint, device=args.device)
     timings["load"] = time.perf_counter() - start
+    if hasattr(model, "decode_boxes"):
+        raise SamMed3DError("checkpoint %s holds MedSAM weights: add --model medsam and a box" % args.checkpoint)
     print("model: %s on %s" % (args.checkpoint, describe_device(model.device)))
 
     session = InteractiveSession(model, image, mapping="official" if args.official_mapping else "linear",
