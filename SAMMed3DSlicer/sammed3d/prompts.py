@@ -64,7 +64,7 @@ class Box:
 
         PromptError when the box misses the image entirely.
         """
-        indices = ras_to_index(image, self.corners())
+        indices = np.round(ras_to_index(image, self.corners()), 6)  # no 6.9999999 from the RAS round trip
         low, high = indices.min(axis=0), indices.max(axis=0)
         size = np.asarray(image.GetSize(), dtype=float)
         if np.any(high < -0.5) or np.any(low > size - 0.5):

@@ -14,7 +14,16 @@ def add_parser(subparsers) -> None:
                                    description=DESCRIPTION)
     parser.add_argument("dataset", help="dataset folder")
     parser.add_argument("-o", "--output", required=True, help="output folder")
-    parser.add_argument("--checkpoint", default="turbo", help="turbo (default), demo, or a path")
+    parser.add_argument("--model", default="sam-med3d", choices=["sam-med3d", "medsam"],
+                        help="sam-med3d (simulated clicks, default) or medsam (box protocol: one jittered box per "
+                             "object from its label)")
+    parser.add_argument("--checkpoint", default=None,
+                        help="turbo (SAM-Med3D default), medsam (MedSAM default), demo, or a path")
+    parser.add_argument("--box-jitter", type=int, default=5, metavar="PX",
+                        help="medsam: each box side moves outward by a random 0..PX pixels (default 5)")
+    parser.add_argument("--modality", default="CT", choices=["CT", "MR"], help="medsam: intensity normalisation")
+    parser.add_argument("--window", nargs=2, type=float, default=[40.0, 400.0], metavar=("LEVEL", "WIDTH"),
+                        help="medsam: CT window (default 40 400)")
     parser.add_argument("--clicks", nargs="+", type=int, default=[1, 3, 5, 10], help="click counts to report")
     parser.add_argument("--labels", nargs="+", help="label values or names to evaluate (default: all)")
     parser.add_argument("--clicker", default="random", choices=["random", "ritm"],
@@ -42,6 +51,12 @@ def run(args) -> int:
     cases = find_cases(args.dataset, split=args.split)
     if not cases:
         raise SamMed3DError("no labelled cases found in %s" % args.dataset)
+    if args.model == "medsam":
+        from .evaluate_box import run_medsam_evaluation
+
+        return run_medsam_evaluation(args, cases)
+    if args.checkpoint is None:
+        args.checkpoint = "turbo"
     model = load_model(args.checkpoint, device=args.device)
     print("model: %s on %s; %d case(s)" % (args.checkpoint, describe_device(model.device), len(cases)))
     mapping = "official" if args.official_mapping else "linear"
