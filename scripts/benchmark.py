@@ -177,10 +177,13 @@ def main():
     parser.add_argument("section", choices=["model", "precision", "pipeline", "slicer", "medsam"])
     parser.add_argument("--config", default="vit_b", choices=["vit_b", "tiny"])
     parser.add_argument("--cpu-precision", action="store_true", help="medsam: also measure bf16 autocast on the CPU")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--mapping", default="linear", choices=["linear", "official"],
                         help="pipeline: sammed3d's mapping back to the original grid (default: linear)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.section == "model":
         bench_model(args)
     elif args.section == "precision":

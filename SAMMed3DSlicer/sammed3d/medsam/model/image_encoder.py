@@ -19,8 +19,9 @@ from ...model.common import MLPBlock
 from ...model.relative_position import relative_table
 
 #: Bias elements (floats) one attention call may hold; attention splits its queries into bands of
-#: whole token rows to stay below (64 MiB, reused: no page faults, no 4096^2 matrices).
-BIAS_BUDGET = 1 << 24
+#: whole token rows to stay below (256 MiB in fp32, reused across bands; a quarter of one
+#: 4096^2 x 12-head matrix, of which the official code holds several at once).
+BIAS_BUDGET = 1 << 26
 
 
 class PatchEmbed(nn.Module):
@@ -92,7 +93,8 @@ class Attention(nn.Module):
         q_grid = q.reshape(n, heads, grid_h, grid_w, channels)
         term_h = torch.einsum("nahwc,hkc->nahwk", q_grid, rel_h)  # bias along key rows: n heads qh qw kh
         term_w = torch.einsum("nahwc,wkc->nahwk", q_grid, rel_w)  # bias along key columns: n heads qh qw kw
-        rows = max(1, min(grid_h, BIAS_BUDGET // max(1, n * heads * grid_w * tokens)))
+        bands = -(-n * heads * grid_h * grid_w * tokens // BIAS_BUDGET)  # ceil: equal bands below the budget
+        rows = -(-grid_h // max(1, bands))
         # One bias buffer reused for every band: fresh large tensors cost page faults, a reused one does not.
         buffer = q.new_empty(n * heads * rows * grid_w * tokens)
         out = q.new_empty(q.shape) if rows < grid_h else None
