@@ -262,3 +262,42 @@ def test_a_box_given_to_sam_med3d_becomes_its_centre_click():
     args = Namespace(box=[0, 10, 20, 4, 30, 60], roi=None, point=[[1, 2, 3]], negative=[], points=None)
     clicks = _clicks(args)
     assert clicks[0] == ((2.0, 20.0, 40.0), True) and clicks[1] == ((1, 2, 3), True)
+
+
+def test_interactive_session_speaks_the_same_prompt_vocabulary(ct_3mm_path):
+    """SAM-Med3D's session takes Point objects, and a Box becomes its centre click."""
+    from sammed3d.prompts import Point
+    from sammed3d.session import InteractiveSession
+    from session_helpers import tiny_model
+
+    image = sitk.ReadImage(str(ct_3mm_path))
+    _, _, corners = _liver_box_ras(ct_3mm_path, slices=1)
+    box = Box(tuple(corners[:3]), tuple(corners[3:]))
+    by_box = InteractiveSession(tiny_model(), image)
+    by_point = InteractiveSession(tiny_model(), image)
+    assert np.array_equal(sitk.GetArrayFromImage(by_box.set_box(box)),
+                          sitk.GetArrayFromImage(by_point.set_clicks([Point(box.centre, True)])))
+    assert by_box.clicks == [(box.centre, True)]
+
+
+@pytest.mark.slow
+def test_cli_full_vit_b_key_slice_equals_the_official_pipeline(ct_3mm_path, tmp_path, capsys):
+    """The must-show at full size: a randomized segment-anything ViT-B saved as a plain SAM state dict, through
+    `sammed3d segment --model medsam --box`, on a one-slice box (S1 = S2) to keep the CPU time down."""
+    from medsam_oracle import official_model, randomize_
+
+    official = randomize_(official_model(Sam2DConfig()), seed=41)
+    checkpoint = tmp_path / "sam_vit_b_random.pth"
+    torch.save(official.state_dict(), checkpoint)
+    image, (low, high), corners = _liver_box_ras(ct_3mm_path, slices=0)
+    out = tmp_path / "mask.nii.gz"
+    assert main(["segment", str(ct_3mm_path), "--model", "medsam", "--checkpoint", str(checkpoint), "--device",
+                 "cpu", "--box", *map(str, corners), "-o", str(out)]) == 0, capsys.readouterr().err
+    array = sitk.GetArrayFromImage(sitk.ReadImage(str(out)))
+    key = low[2]
+    volume = official_ct_volume_uint8(sitk.GetArrayFromImage(image))
+    expected = official_slice_segmentation(official, volume[key], [low[0], low[1], high[0], high[1]])
+    union = array[key].sum() + expected.sum()
+    dice = 2 * (array[key].astype(bool) & expected.astype(bool)).sum() / union if union else 1.0
+    assert dice >= 0.99
+    assert array.sum() == array[key].sum()  # nothing outside the box's (one-slice) range
