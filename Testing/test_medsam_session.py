@@ -183,8 +183,9 @@ def test_cli_key_slice_equals_the_official_pipeline(ct_3mm_path, tiny_medsam, tm
     image, (low, high), corners = _liver_box_ras(ct_3mm_path)
     out = tmp_path / "mask.nii.gz"
     code = main(["segment", str(ct_3mm_path), "--model", "medsam", "--checkpoint", str(checkpoint), "--device",
-                 "cpu", "--box", *map(str, corners), "-o", str(out)])
+                 "cpu", "--box", *map(str, corners), "-o", str(out), "--overlay", str(tmp_path / "look.png")])
     assert code == 0, capsys.readouterr().err
+    assert (tmp_path / "look.png").stat().st_size > 0
     mask = sitk.ReadImage(str(out))
     assert mask.GetSize() == image.GetSize() and mask.GetOrigin() == image.GetOrigin()
     array = sitk.GetArrayFromImage(mask)
@@ -301,3 +302,24 @@ def test_cli_full_vit_b_key_slice_equals_the_official_pipeline(ct_3mm_path, tmp_
     dice = 2 * (array[key].astype(bool) & expected.astype(bool)).sum() / union if union else 1.0
     assert dice >= 0.99
     assert array.sum() == array[key].sum()  # nothing outside the box's (one-slice) range
+
+
+def test_the_embedding_cache_is_bounded_without_changing_results():
+    image, _ = _sphere_image()
+    box = _box_of_indices(image, (8, 8, 2), (32, 32, 28))
+    unbounded = MedSamSession(IntensityStandIn(), image).set_box(box)
+    session = MedSamSession(IntensityStandIn(), image, max_cached_slices=3)
+    bounded = session.set_box(box)
+    assert len(session._embeddings) <= 3
+    assert np.array_equal(sitk.GetArrayFromImage(unbounded), sitk.GetArrayFromImage(bounded))
+
+
+def test_cli_medsam_offline_without_cached_weights_fails_fast(ct_3mm_path, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    _, _, corners = _liver_box_ras(ct_3mm_path, slices=0)
+    code = main(["segment", str(ct_3mm_path), "--model", "medsam", "--box", *map(str, corners),
+                 "-o", str(tmp_path / "m.nii.gz")])
+    err = capsys.readouterr().err
+    assert code == 2 and "HF_HUB_OFFLINE" in err and err.count("\n") == 1
+    assert not (tmp_path / "m.nii.gz").exists()

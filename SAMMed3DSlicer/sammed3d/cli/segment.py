@@ -45,7 +45,8 @@ def add_parser(subparsers) -> None:
 def _clicks(args):
     from .segment_box import box_centre_clicks
 
-    clicks = box_centre_clicks(args) + [(tuple(p), True) for p in args.point] + [(tuple(p), False) for p in args.negative]
+    clicks = box_centre_clicks(args)  # a box: SAM-Med3D clicks its centre (the official CVPR25 baseline)
+    clicks += [(tuple(p), True) for p in args.point] + [(tuple(p), False) for p in args.negative]
     if args.points:
         from ..markups import read_markups_clicks
 

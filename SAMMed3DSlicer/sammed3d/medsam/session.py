@@ -29,12 +29,13 @@ class MedSamSession:
     model: a SAM 2D model from :func:`sammed3d.load_model` (MedSAM weights); image: a 3D SimpleITK image;
     modality "CT" (window level/width, default 40/400) or "MR" (percentiles); margin: pixels added around the
     previous slice's mask box; batch_size: slices per encoder forward (default 1 on the CPU, 8 on a GPU);
-    precision: "fp32", "bf16", "fp16"; progress(slices_done, slices_in_range) is called after each slice.
+    precision: "fp32", "bf16", "fp16"; progress(slices_done, slices_in_range) is called after each slice;
+    max_cached_slices: slice embeddings kept (4 MiB each for MedSAM; the ones farthest from the slice in use go first).
     """
 
     def __init__(self, model, image: sitk.Image, modality: str = "CT", window=DEFAULT_WINDOW, margin: float = 5,
                  batch_size: Optional[int] = None, precision: str = "fp32",
-                 progress: Optional[ProgressCallback] = None) -> None:
+                 progress: Optional[ProgressCallback] = None, max_cached_slices: int = 128) -> None:
         if not hasattr(model, "decode_boxes"):
             raise SamMed3DError("a MedSAM session needs MedSAM (SAM 2D) weights, not a SAM-Med3D model")
         self.model = model
@@ -42,6 +43,7 @@ class MedSamSession:
         self.margin = float(margin)
         self.precision = precision
         self.progress = progress
+        self.max_cached_slices = max(1, int(max_cached_slices))
         self._device = model.device
         self.batch_size = max(1, int(batch_size or (1 if self._device.type == "cpu" else 8)))
         self.input_size = int(getattr(getattr(model, "image_encoder", None), "img_size", 1024))  # 1024 for MedSAM
@@ -142,6 +144,12 @@ class MedSamSession:
                 embeddings = self.model.encode(inputs).float()
             for s, embedding in zip(todo, embeddings):
                 self._embeddings[s] = embedding[None]
+            keep = set(todo)
+            for s in sorted(self._embeddings, key=lambda s: -abs(s - k)):
+                if len(self._embeddings) <= max(self.max_cached_slices, len(keep)):
+                    break
+                if s not in keep:
+                    del self._embeddings[s]
             self.last_timings["encoder"] += time.perf_counter() - timer
         return self._embeddings[k]
 
