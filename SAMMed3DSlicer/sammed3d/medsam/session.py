@@ -120,7 +120,8 @@ class MedSamSession:
         embedding = self._embedding(k, direction, last)
         height, width = self._volume.shape[1:]
         timer = time.perf_counter()
-        boxes = torch.as_tensor(box_to_input(slice_box, height, width, self.input_size)[None], dtype=torch.float, device=self._device)
+        box = box_to_input(slice_box, height, width, self.input_size)[None]  # float64, then float32 as the official
+        boxes = torch.as_tensor(box, dtype=torch.float, device=self._device)
         with torch.inference_mode(), autocast(self._device, self.precision):
             logits = self.model.decode_boxes(embedding, boxes)
         mask = logits_to_mask(logits, height, width)[0]
