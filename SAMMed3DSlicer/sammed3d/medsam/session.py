@@ -3,7 +3,10 @@
 The official 3D protocol (SPEC section 8): the box's k range gives the slices (the image's stored k-planes); the key
 slice is the one nearest the box centre and is segmented with the box; then the session goes outward slice by slice,
 each slice prompted with the previous slice's mask bounding box + `margin` pixels, and stops in a direction when the
-mask vanishes or the box's slice range ends. Slice embeddings are cached: a corrected box re-runs only the decoder
+mask vanishes or the box's slice range ends. The margin is in slice pixels, as SPEC section 8 states it (MedSAM's own
+3D example `medsam_infer_3Dbox_adrenal.py` adds its 5 px on the 1024^2-resized mask instead, i.e. about
+5 * W / 1024 slice pixels, and falls back to the nearest user box instead of stopping; `margin` sets the value).
+Slice embeddings are cached: a corrected box re-runs only the decoder
 on slices already seen. On a GPU several slices are encoded per forward (`batch_size`).
 """
 from __future__ import annotations
