@@ -267,25 +267,28 @@ def test_command_line_click_save_and_replay(tmp_path, ct_3mm_path):
 
 
 @pytest.mark.slow
-def test_a_token_guards_the_page_and_its_websocket(tmp_path):
+@pytest.mark.parametrize("mode", [[], ["--single-scene"]], ids=["scene-per-tab", "single-scene"])
+def test_a_token_guards_the_page_and_its_websocket(tmp_path, mode):
     # (without --token, any address but localhost is refused: Testing/test_web_cli.py)
     port = free_port()
     server = start_cli_server(["--checkpoint", "demo", "--device", "cpu", "--token", "s3cret",
-                               "-o", str(tmp_path / "out.seg.nrrd")], port, tmp_path / "server.log")
+                               "-o", str(tmp_path / "out.seg.nrrd")] + mode, port, tmp_path / "server.log")
     try:
         for url in ("http://127.0.0.1:%d/" % port, "http://127.0.0.1:%d/index.html?token=wrong" % port):
             with pytest.raises(urllib.error.HTTPError) as refused_request:
                 urllib.request.urlopen(url, timeout=10)
             assert refused_request.value.code == 401
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
-        assert opener.open("http://127.0.0.1:%d/?token=s3cret" % port, timeout=10).status == 200
+        probe = "/?token=s3cret" if mode else "/status?token=s3cret"  # (the page would take a scene: keep it for later)
+        assert opener.open("http://127.0.0.1:%d%s" % (port, probe), timeout=10).status == 200
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(**chromium_options())
             page = browser.new_page(viewport=VIEWPORT)
             page.goto("http://127.0.0.1:%d/?token=s3cret" % port)
-            page.locator("img.image-display-area").first.wait_for(timeout=30000)  # the websocket got through
-            assert page.context.request.get("http://127.0.0.1:%d/index.html" % port).status == 200  # its cookie
-            assert browser.new_context().request.get("http://127.0.0.1:%d/index.html" % port).status == 401
+            page.locator("img.image-display-area").first.wait_for(timeout=60000)  # the websocket got through
+            address = page.url.split("?")[0]  # (the front's redirect already dropped the token from the address)
+            assert page.context.request.get(address).status == 200  # its cookie
+            assert browser.new_context().request.get(address).status == 401  # even knowing the scene's address
             browser.close()
     finally:
         stop(server)

@@ -22,6 +22,8 @@ def test_bad_input_is_one_line_and_status_2(tmp_path, ct_3mm_path, capsys):
             ([ct_3mm_path, "-o", output, "--host", "0.0.0.0"], "--token"),
             ([ct_3mm_path, "-o", output, "--port", free_port, "--segmentation", tmp_path / "none.seg.nrrd"],
              "segmentation file not found"),
+            ([ct_3mm_path, "-o", output, "--port", free_port, "--max-scenes", "0"], "--max-scenes"),
+            ([ct_3mm_path, "-o", output, "--port", free_port, "--scene-idle-timeout", "0"], "--scene-idle-timeout"),
         ]
         for args, message in cases:
             assert main(["web"] + [str(a) for a in args]) == 2, args

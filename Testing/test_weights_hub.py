@@ -230,6 +230,6 @@ def test_paths_and_unknown_names(tmp_path):
         resolve_checkpoint(tmp_path / "other.pth")
     with pytest.raises(CheckpointError, match="not a file"):
         resolve_checkpoint(tmp_path)
-    with pytest.raises(CheckpointError, match="unknown checkpoint 'turbo2': use one of demo, turbo"):
+    with pytest.raises(CheckpointError, match="unknown checkpoint 'turbo2': use one of demo, medsam, turbo"):
         resolve_checkpoint("turbo2")
-    assert set(KNOWN_CHECKPOINTS) == {"turbo", "demo"}
+    assert set(KNOWN_CHECKPOINTS) == {"turbo", "demo", "medsam"}

@@ -35,7 +35,8 @@ def web_env():
 
 
 def start_cli_server(args, port, log_path):
-    """`python -m sammed3d web ARGS --port PORT` in a subprocess; returns it once the page answers."""
+    """`python -m sammed3d web ARGS --port PORT` in a subprocess; returns it once it answers (``/status``: asking for
+    the page would take a scene)."""
     log = open(str(log_path), "w")
     process = subprocess.Popen([sys.executable, "-m", "sammed3d", "web"] + list(args) + ["--port", str(port)],
                                stdout=log, stderr=subprocess.STDOUT, env=web_env(), cwd=str(REPO))
@@ -44,7 +45,7 @@ def start_cli_server(args, port, log_path):
         if process.poll() is not None:
             raise AssertionError("sammed3d web exited: " + Path(str(log_path)).read_text())
         try:
-            urllib.request.urlopen("http://127.0.0.1:%d/" % port, timeout=2)
+            urllib.request.urlopen("http://127.0.0.1:%d/status" % port, timeout=2)
             return process
         except urllib.error.HTTPError:
             return process  # it answers (e.g. 401 without a token)

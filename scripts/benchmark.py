@@ -8,6 +8,7 @@
     python scripts/benchmark.py slicer     # the Slicer logic on real MRML: first and refinement clicks;
                                            # BackgroundJobs under an emulated GIL-holding Slicer event loop;
                                            # first click in a session (model warmed up on load) vs a warm one
+    python scripts/benchmark.py medsam     # MedSAM (SAM ViT-B 2D) encoder speed-up vs segment-anything, precision
 
 Needs the test extra (`pip install -e ".[test]"`). Prints ratios; no thresholds are asserted here.
 """
@@ -312,8 +313,10 @@ def _parts(timings):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("section", choices=["model", "precision", "pipeline", "slicer", "slicer-gil",
-                                            "slicer-first-click", "_first_click"])
+                                            "slicer-first-click", "_first_click", "medsam"])
     parser.add_argument("--config", default="vit_b", choices=["vit_b", "tiny"])
+    parser.add_argument("--cpu-precision", action="store_true", help="medsam: also measure bf16 autocast on the CPU")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--passes", type=int, default=4, help="slicer-gil: encoder passes in the job")
     parser.add_argument("--weights", help=argparse.SUPPRESS)
@@ -321,10 +324,16 @@ def main():
     parser.add_argument("--mapping", default="linear", choices=["linear", "official", "cvpr25"],
                         help="pipeline: sammed3d's mapping back to the original grid (default: linear)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.section == "model":
         bench_model(args)
     elif args.section == "precision":
         bench_precision(args)
+    elif args.section == "medsam":
+        from benchmark_medsam import bench_medsam
+
+        bench_medsam(args, timed)
     elif args.section == "slicer":
         bench_slicer(args)
         bench_gil(args)

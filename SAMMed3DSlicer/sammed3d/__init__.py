@@ -1,4 +1,4 @@
-"""sammed3d: SAM-Med3D promptable 3D segmentation.
+"""sammed3d: SAM-Med3D and MedSAM promptable 3D segmentation.
 
 Exact, fast re-implementation of the official SAM-Med3D model, safe weight loading, ROI geometry, interactive
 sessions, evaluation and fine-tuning. Runs in plain Python (3.9+) and inside 3D Slicer.
@@ -9,7 +9,7 @@ from .errors import SamMed3DError  # noqa: F401
 
 
 def load_model(checkpoint="turbo", device="cpu", **kwargs):
-    """Load SAM-Med3D weights into an eval-mode model; see :func:`sammed3d.loading.load_model`."""
+    """Load SAM-Med3D or MedSAM weights into an eval-mode model; see :func:`sammed3d.loading.load_model`."""
     from .loading import load_model as _load_model
 
     return _load_model(checkpoint=checkpoint, device=device, **kwargs)
@@ -25,6 +25,14 @@ def __getattr__(name):
         from . import session
 
         return getattr(session, name)
+    if name in ("Box", "Point"):
+        from . import prompts
+
+        return getattr(prompts, name)
+    if name == "MedSamSession":
+        from .medsam.session import MedSamSession
+
+        return MedSamSession
     if name in ("read_image", "write_image_atomic"):
         from . import image_io
 

@@ -28,6 +28,10 @@ Click = Tuple[Tuple[float, float, float], bool]  # (RAS mm in the image's physic
 
 
 def _as_click(click) -> Click:
+    from .prompts import Point
+
+    if isinstance(click, Point):
+        return click.ras, click.positive
     point, positive = click
     ras = tuple(float(v) for v in np.asarray(point, dtype=float).reshape(3))
     return ras, bool(positive)
@@ -94,6 +98,14 @@ class InteractiveSession:
         self._check_inside(clicks)
         self._redo = []
         return self._update(clicks)
+
+    def set_box(self, box) -> sitk.Image:
+        """A box prompt (:class:`sammed3d.prompts.Box`) becomes one positive click at its centre, as the official
+        CVPR25 baseline does; replaces the current clicks."""
+        from .prompts import Box
+
+        box = box if isinstance(box, Box) else Box(*box)
+        return self.set_clicks([box.centre_point(self.image)])
 
     def undo(self) -> sitk.Image:
         if self._clicks:

@@ -1,8 +1,8 @@
 """The trame page: Slicer's views (trame-slicer), the segment list, the click tools and saving.
 
-One server process holds one MRML scene. trame shares one state among the browser tabs connected to a server, so
-several tabs show (and edit) the same scene; start one ``sammed3d web`` per annotator (each on its own port) for
-separate scenes.
+One server process holds one MRML scene, and trame shares one state among the browser tabs connected to it; so
+``sammed3d web`` runs one such process per tab behind a front process (``front.py``, ``scenes.py``), unless
+``--single-scene``.
 """
 from __future__ import annotations
 
@@ -125,7 +125,7 @@ class WebApp(object):
         state.busy = False
         state.has_volume = False
         state.saved = False
-        state.output_name = self.output.name
+        state.output_name = "%s/%s" % (self.output.absolute().parent.name, self.output.name)
         state.layout_id = "Four-Up"
         state.layout_ids = list(layouts())
         state.wl_preset = "Auto"

@@ -17,19 +17,10 @@ import slicer
 from sammed3d.atomic import atomic_path
 from sammed3d.errors import SamMed3DError
 
-SEGMENTATION_SUFFIX = ".seg.nrrd"
+from .output_path import SEGMENTATION_SUFFIX, check_output_path  # noqa: F401 (part of this module's interface)
+
 MARKUPS_SCHEMA = ("https://raw.githubusercontent.com/slicer/slicer/master/Modules/Loadable/Markups/Resources/"
                   "Schema/markups-schema-v1.0.3.json#")
-
-
-def check_output_path(path) -> Path:
-    """The output path if it ends in .seg.nrrd and its folder exists (else a one-line SamMed3DError)."""
-    path = Path(path)
-    if not path.name.lower().endswith(SEGMENTATION_SUFFIX) or len(path.name) <= len(SEGMENTATION_SUFFIX):
-        raise SamMed3DError("cannot write %s: the output must end in %s" % (path, SEGMENTATION_SUFFIX))
-    if not path.absolute().parent.is_dir():
-        raise SamMed3DError("cannot write %s: folder %s does not exist" % (path, path.absolute().parent))
-    return path
 
 
 def safe_file_stem(name: str) -> str:

@@ -14,7 +14,16 @@ def add_parser(subparsers) -> None:
                                    description=DESCRIPTION)
     parser.add_argument("dataset", help="dataset folder")
     parser.add_argument("-o", "--output", required=True, help="output folder")
-    parser.add_argument("--checkpoint", default="turbo", help="turbo (default), demo, or a path")
+    parser.add_argument("--model", default="sam-med3d", choices=["sam-med3d", "medsam"],
+                        help="sam-med3d (simulated clicks, default) or medsam (box protocol: one jittered box per "
+                             "object from its label)")
+    parser.add_argument("--checkpoint", default=None,
+                        help="turbo (SAM-Med3D default), medsam (MedSAM default), demo, or a path")
+    parser.add_argument("--box-jitter", type=int, default=5, metavar="PX",
+                        help="medsam: each box side moves outward by a random 0..PX pixels (default 5)")
+    parser.add_argument("--modality", default="CT", choices=["CT", "MR"], help="medsam: intensity normalisation")
+    parser.add_argument("--window", nargs=2, type=float, default=[40.0, 400.0], metavar=("LEVEL", "WIDTH"),
+                        help="medsam: CT window (default 40 400)")
     parser.add_argument("--clicks", nargs="+", type=int, default=[1, 3, 5, 10], help="click counts to report")
     parser.add_argument("--labels", nargs="+", help="label values or names to evaluate (default: all)")
     parser.add_argument("--clicker", default="random", choices=["random", "ritm"],
@@ -45,13 +54,19 @@ def run(args) -> int:
     cases = find_cases(args.dataset, split=args.split)
     if not cases:
         raise SamMed3DError("no labelled cases found in %s" % args.dataset)
+    check_output_folder(args.output, option="-o", parents=True)
+    check_labels_exist(cases, args.labels)
+    if args.model == "medsam":
+        from .evaluate_box import run_medsam_evaluation
+
+        return run_medsam_evaluation(args, cases)
+    if args.checkpoint is None:
+        args.checkpoint = "turbo"
     mapping = "official" if args.official_mapping else "linear"
     settings = {"checkpoint": str(args.checkpoint), "mapping": mapping, "max_rois": args.max_rois,
                 "precision": args.precision, "dataset": os.path.abspath(args.dataset), "split": args.split}
     # before the model loads: a folder that cannot be written, or holds results of other settings, costs nothing
-    check_output_folder(args.output, option="-o", parents=True)
     validate_click_counts(args.clicks)
-    check_labels_exist(cases, args.labels)
     check_resume(args.output, run_settings(cases, settings, args.clicker, args.seed, args.nsd_tolerance,
                                            args.labels))
     model = load_model(args.checkpoint, device=args.device)

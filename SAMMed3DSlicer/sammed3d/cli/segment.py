@@ -23,7 +23,9 @@ def add_parser(subparsers) -> None:
                         help="negative point in RAS mm (repeatable)")
     parser.add_argument("--points", metavar="FILE.mrk.json",
                         help="Slicer markups file; points labelled '-...' or described 'negative' are negative")
-    parser.add_argument("--checkpoint", default="turbo", help="turbo (default, downloaded once), demo, or a path")
+    parser.add_argument("--checkpoint", default=None,
+                        help="turbo (SAM-Med3D default), medsam (MedSAM default), demo, or a path; named ones are "
+                             "downloaded once")
     parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     parser.add_argument("--precision", default="fp32", choices=PRECISION_CHOICES,
                         help="fp32 (exact, default) or reduced-precision autocast (GPU)")
@@ -37,17 +39,24 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--token", help="the server's token (default: $SAMMED3D_TOKEN)")
     parser.add_argument("--save-roi", metavar="DIR", help="write what the model saw: ROI input and probabilities")
     parser.add_argument("--overlay", metavar="PNG", help="also write a PNG of three slices through the first point")
+    from .segment_box import add_box_arguments
+
+    add_box_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def _clicks(args):
-    clicks = [(tuple(p), True) for p in args.point] + [(tuple(p), False) for p in args.negative]
+    from .segment_box import box_centre_clicks
+
+    clicks = box_centre_clicks(args)  # a box: SAM-Med3D clicks its centre (the official CVPR25 baseline)
+    clicks += [(tuple(p), True) for p in args.point] + [(tuple(p), False) for p in args.negative]
     if args.points:
         from .checks import markups_clicks
 
         clicks += markups_clicks(args.points, given=len(clicks))
     if not clicks:
-        raise PromptError("no point given: use --point R A S (RAS mm), --negative R A S or --points FILE.mrk.json")
+        raise PromptError("no point given: use --point R A S (RAS mm), --negative R A S, --points FILE.mrk.json "
+                          "or a box (--box, --roi)")
     if not any(positive for _, positive in clicks):
         raise PromptError("at least one positive point is needed")
     # The first click centres the ROI: start with the first positive one, keep the others in their given order.
@@ -76,9 +85,14 @@ def run(args) -> int:
     timings = {}
     output = Path(args.output)
     check_outputs([("-o", args.output, WRITE_SUFFIXES), ("--overlay", args.overlay, (".png",)),
-                   ("--save-roi", args.save_roi, None)], inputs=[args.image, args.points])
+                   ("--save-roi", args.save_roi, None)], inputs=[args.image, args.points, args.roi])
     if args.overlay:
         require_overlay_support()
+    from .segment_box import resolve_checkpoint_name, run_medsam
+
+    if args.model == "medsam":
+        return run_medsam(args, output)
+    args.checkpoint = resolve_checkpoint_name(args)
     clicks = _clicks(args)
     if args.max_rois < 1:
         raise SamMed3DError("--max-rois must be at least 1")
@@ -102,6 +116,8 @@ def run(args) -> int:
         from ..session import InteractiveSession
 
         model = load_model(args.checkpoint, device=args.device)
+        if hasattr(model, "decode_boxes"):
+            raise SamMed3DError("checkpoint %s holds MedSAM weights: add --model medsam and a box" % args.checkpoint)
         print("model: %s on %s" % (args.checkpoint, describe_device(model.device)))
         session = InteractiveSession(model, image, **options)
     timings["load"] = time.perf_counter() - start

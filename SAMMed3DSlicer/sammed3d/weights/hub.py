@@ -23,6 +23,7 @@ BUNDLED_CHECKPOINTS: Dict[str, str] = {
 #: name -> one-line description, for help texts and error messages.
 KNOWN_CHECKPOINTS: Dict[str, str] = {
     "turbo": "SAM-Med3D-turbo (official weights, Hugging Face blueyo0/SAM-Med3D, downloaded once then cached)",
+    "medsam": "MedSAM ViT-B (official medsam_vit_b.pth, Zenodo record 10689643, downloaded once then cached)",
     "demo": "tiny demo model bundled with the package (not trained for real use)",
 }
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
@@ -157,7 +158,7 @@ def resolve_checkpoint(
     cache_dir: Optional[PathLike] = None,
     endpoint: Optional[str] = None,
 ) -> Path:
-    """The local weights file for a checkpoint name ("turbo", "demo") or an existing file path.
+    """The local weights file for a checkpoint name ("turbo", "medsam", "demo") or an existing file path.
 
     "turbo" is downloaded once from Hugging Face into the standard Hugging Face cache (or ``cache_dir``) with a
     progress bar, and reused from there without any network access afterwards. ``progress(bytes_done, bytes_total)``
@@ -169,6 +170,10 @@ def resolve_checkpoint(
         return _download_from_hub(key, cache_dir, endpoint, progress)
     if key in BUNDLED_CHECKPOINTS:
         return _bundled(key)
+    from .zenodo import ZENODO_CHECKPOINTS, download_zenodo
+
+    if key in ZENODO_CHECKPOINTS:
+        return download_zenodo(key, progress=progress, cache_dir=cache_dir)
     path = Path(text).expanduser()
     if path.is_file():
         return path
