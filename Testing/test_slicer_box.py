@@ -35,14 +35,18 @@ def medsam_checkpoint(tmp_path_factory):
     return str(path)
 
 
-def place_box(fx, low_kji, high_kji, end_interaction=False):
-    """Place the selected segment's ROI spanning two voxel centres of the CT (world coordinates, as drawn)."""
+def place_box(fx, low_kji, high_kji):
+    """Draw the selected segment's ROI spanning two voxel centres of the CT (world coordinates), as Slicer's ROI
+    widget does: in place mode the ROI gets its point and size step by step; place mode ends when it is drawn."""
+    assert fx.controller.start_placing_box()
     roi = box_node(fx.segmentation, fx.controller.segment_id)
     low, high = fx.world(low_kji), fx.world(high_kji)
-    roi.SetSize(*np.abs(high - low))
-    roi.SetCenter(*((low + high) / 2))  # the control point: placed -> PointPositionDefinedEvent
-    if end_interaction:
-        roi.InvokeEvent(roi.PointEndInteractionEvent)
+    roi.SetCenter(*low)  # first corner: a point without a size
+    roi.SetSize(*np.abs(high - low))  # dragging to the opposite corner
+    roi.SetCenter(*((low + high) / 2))
+    assert not segment_jobs(fx), "a box still being drawn triggers nothing"
+    interaction = fx.scene.GetNodeByID("vtkMRMLInteractionNodeSingleton")
+    interaction.SetCurrentInteractionMode(interaction.ViewTransform)  # drawn: Slicer leaves place mode
     return roi
 
 
@@ -82,12 +86,14 @@ def test_sam_med3d_takes_a_placed_box_as_its_centre_click(demo, ct_3mm_path):
         reference.controller.close()
         reference.jobs.shutdown()
 
-    roi.InvokeEvent(roi.PointModifiedEvent)  # a handle being dragged: nothing yet
-    roi.InvokeEvent(roi.PointEndInteractionEvent)  # released without a change: nothing
-    assert len(segment_jobs(fx)) == 1
+    roi.InvokeEvent(roi.PointStartInteractionEvent)  # a handle grabbed: dragging changes nothing yet
     roi.SetSize(*(np.asarray(roi.GetSize()) * 0.5))
     roi.SetCenter(*(np.asarray(roi.GetCenter()) + 20))
+    assert len(segment_jobs(fx)) == 1
     roi.InvokeEvent(roi.PointEndInteractionEvent)  # released after moving it: one more computation
+    assert len(segment_jobs(fx)) == 2
+    roi.InvokeEvent(roi.PointStartInteractionEvent)
+    roi.InvokeEvent(roi.PointEndInteractionEvent)  # released without a change: nothing
     assert len(segment_jobs(fx)) == 2
     drain(fx.controller)
     assert dice(fx.mask(fx.a), boxed) < 0.98  # the moved box's centre is another click
@@ -102,6 +108,7 @@ def test_a_box_still_being_drawn_triggers_nothing_and_placing_a_box_is_a_mode(de
     assert fx.controller.start_placing_box() and fx.controller.placing_box and fx.controller.placing is None
     roi = box_node(fx.segmentation, fx.a)
     roi.SetCenter(*fx.world((15, 50, 90)))  # first corner: a point, no size yet
+    roi.SetSize(10, 10, 0)
     assert segment_jobs(fx) == [] and MODEL_KEY not in fx.jobs.submitted
     fx.controller.select(fx.volume, fx.segmentation, fx.b)  # drawing follows the selected segment
     assert fx.controller.placing_box and not box_node(fx.segmentation, fx.a).GetDisplayVisibility()
@@ -177,6 +184,21 @@ def test_medsam_box_on_a_server(medsam, medsam_checkpoint):
         assert dice(fx.mask(fx.a), sitk.GetArrayFromImage(expected)) >= 0.98
 
 
+def raw_post(url, body, connection):
+    """The HTTP status of a POST of raw bytes as JSON, with the connection's token and client id."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, data=body, method="POST", headers={
+        "Content-Type": "application/json", "Authorization": "Bearer " + connection.token,
+        "X-Client-Id": connection.client_id})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
 def test_server_box_operation(medsam_checkpoint, ct_3mm_path):
     image = sitk.ReadImage(str(ct_3mm_path))
     model = sammed3d.load_model(medsam_checkpoint, "cpu")
@@ -195,10 +217,13 @@ def test_server_box_operation(medsam_checkpoint, ct_3mm_path):
             session.set_clicks([(box.centre, True)])
         path = "/sessions/%s/box" % session._session_id  # noqa: SLF001
         for garbage in ({}, {"corner1": [1, 2], "corner2": [1, 2, 3]}, {"corner1": [1, 2, "x"], "corner2": [0] * 3},
-                        {"corner1": [1e400, 0, 0], "corner2": [0, 0, 0]}, {"corner1": [0] * 3, "corner2": [0] * 3,
-                                                                           "extra": 1}):
+                        {"corner1": [0] * 3, "corner2": [0] * 3, "extra": 1}, [], "box"):
             status, _ = connection.request("POST", path, garbage, ok=tuple(range(200, 600)))
             assert 400 <= status < 500, (garbage, status)
+        for raw in (b'{"corner1": [Infinity, 0, 0], "corner2": [0, 0, 0]}', b'{"corner1": [NaN, 0, 0], '
+                    b'"corner2": [0, 0, 0]}', b"\xff\xfe", b'{"corner1": [1e400, 0, 0], "corner2": [0, 0, 0]}'):
+            status = raw_post(server.url + path, raw, connection)
+            assert 400 <= status < 500, (raw, status)
         status, answer = connection.request("POST", path, {"corner1": [5000, 5000, 5000], "corner2": [5001] * 3},
                                             ok=tuple(range(200, 600)))
         assert status == 400 and "outside" in answer["error"]
@@ -223,8 +248,7 @@ def test_sam_med3d_server_takes_a_box_as_its_centre_click(ct_3mm_path):
     with ServerThread(sammed3d.load_model("demo", "cpu")) as server:
         connection = connect(server.url, TOKEN)
         session = RemoteSession(connection, image)
-        session.set_clicks([])
-        session._open(None, {})  # noqa: SLF001 - a session on the server
+        session._open(None, {"upload": 0.0})  # noqa: SLF001 - a session on the server
         _, answer = connection.request("POST", "/sessions/%s/box" % session._session_id,  # noqa: SLF001
                                        {"corner1": list(box.corner1), "corner2": list(box.corner2), "full": True})
         np.testing.assert_allclose(answer["clicks"][0][0], box.centre, atol=1e-9)

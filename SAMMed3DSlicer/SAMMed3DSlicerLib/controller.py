@@ -30,8 +30,9 @@ Decisions made here (each tested on real MRML in Testing/test_slicer_controller.
 
 - Work is triggered by a *defined* control point being placed, moved (end of interaction) or removed; the cursor's
   preview point coming and going, or any event that leaves the list of clicks unchanged, triggers nothing.
-- The segment's box (an ROI markup) is a prompt too: placed, or changed at the end of an interaction (handles
-  released), it triggers one computation; a box still being drawn (no size yet) triggers nothing. MedSAM segments
+- The segment's box (an ROI markup) is a prompt too: drawn (place mode ends), changed at the end of an interaction
+  (handles released) or changed outside any interaction (e.g. from Python), it triggers one computation; a box
+  still being drawn or dragged triggers nothing. MedSAM segments
   the box's slices; SAM-Med3D gets a positive click at its centre, before the points.
 - Jobs are newest-wins per segment: a click in segment B never drops segment A's pending result.
 - Switching segment while placing moves place mode to the new segment's point list of the same polarity.
@@ -167,9 +168,12 @@ class InteractiveSegmentationController(object):
         self._waiting.clear()
 
     def _on_place_state_modified(self, caller=None, event=None) -> None:
-        placing = self.placing
-        if placing != getattr(self, "_last_placing", None):
+        placing = (self.placing, self.placing_box)
+        previous = getattr(self, "_last_placing", (None, False))
+        if placing != previous:
             self._last_placing = placing
+            if previous[1] and not placing[1]:  # the box is drawn (place mode ended): its final geometry is a prompt
+                self._on_points_event()
             self.view.changed()
 
     def _on_scene_start_close(self, caller=None, event=None) -> None:
@@ -275,9 +279,29 @@ class InteractiveSegmentationController(object):
         for node, tag in self._point_tags:
             node.RemoveObserver(tag)
         self._point_tags = []
+        self._box_interacting = False
         for node in nodes:
+            if node is box:
+                continue
             for name in _POINT_EVENTS:
                 self._point_tags.append((node, node.AddObserver(getattr(node, name), self._on_points_event)))
+        if box is not None:
+            def interaction_started(caller=None, event=None):
+                self._box_interacting = True
+
+            def interaction_ended(caller=None, event=None):
+                self._box_interacting = False
+                self._on_points_event()
+
+            def changed(caller=None, event=None):
+                if not self._box_interacting and not self.placing_box:  # not while dragging or drawing
+                    self._on_points_event()
+
+            for event, callback in ((box.PointStartInteractionEvent, interaction_started),
+                                    (box.PointEndInteractionEvent, interaction_ended),
+                                    (box.PointModifiedEvent, changed), (box.PointPositionDefinedEvent, changed),
+                                    (box.PointPositionUndefinedEvent, changed), (box.PointRemovedEvent, changed)):
+                self._point_tags.append((box, box.AddObserver(event, callback)))
         self._observed_points = nodes
 
     def _on_points_event(self, caller=None, event=None) -> None:
