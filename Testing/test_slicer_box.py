@@ -255,3 +255,17 @@ def test_sam_med3d_server_takes_a_box_as_its_centre_click(ct_3mm_path):
         assert answer["clicks"][0][1] is True and len(answer["clicks"]) == 1
         via_client = sitk.GetArrayFromImage(RemoteSession(connection, image).set_box(box))
         assert via_client.any()
+
+
+def test_leaving_box_mode_without_drawing_keeps_the_previous_box(demo):
+    fx = demo
+    fx.controller.select(fx.volume, fx.segmentation, fx.a)
+    roi = place_box(fx, (14, 40, 80), (22, 60, 100))
+    drain(fx.controller)
+    boxed, centre, jobs = fx.mask(fx.a), roi.GetCenter(), len(segment_jobs(fx))
+    assert fx.controller.start_placing_box() and roi.GetNumberOfControlPoints() == 0
+    fx.controller.stop_placing()  # Esc / Navigate before drawing
+    drain(fx.controller)
+    assert len(segment_jobs(fx)) == jobs and roi.GetNumberOfControlPoints() == 1
+    np.testing.assert_allclose(roi.GetCenter(), centre, atol=1e-6)
+    np.testing.assert_array_equal(fx.mask(fx.a), boxed)

@@ -173,6 +173,7 @@ class InteractiveSegmentationController(object):
         if placing != previous:
             self._last_placing = placing
             if previous[1] and not placing[1]:  # the box is drawn (place mode ended): its final geometry is a prompt
+                self._restore_box_if_not_drawn()
                 self._on_points_event()
             self.view.changed()
 
@@ -352,6 +353,8 @@ class InteractiveSegmentationController(object):
         if interaction is None or selection is None:
             return False
         node = box_node(self.segmentation_node, self.segment_id)
+        self._box_before_placing = (node, tuple(node.GetCenter()), tuple(node.GetSize())) if box_signature(node) \
+            else None
         self._quiet += 1
         try:
             remove_box(node)  # the segment keeps what the old box gave until the new one is drawn
@@ -363,6 +366,20 @@ class InteractiveSegmentationController(object):
         interaction.SetCurrentInteractionMode(interaction.Place)
         self.view.changed()
         return True
+
+    def _restore_box_if_not_drawn(self) -> None:
+        """Place mode ended without a new box: the previous box comes back (nothing to recompute)."""
+        saved, self._box_before_placing = getattr(self, "_box_before_placing", None), None
+        if saved is None or saved[0].GetScene() is None or box_signature(saved[0]):
+            return
+        node, centre, size = saved
+        self._quiet += 1
+        try:
+            remove_box(node)  # a half-drawn box, if any
+            node.SetSize(*size)
+            node.SetCenter(*centre)
+        finally:
+            self._quiet -= 1
 
     def start_placing(self, positive: bool = True) -> bool:
         """Enter persistent place mode into the selected segment's positive (or negative) point list."""
