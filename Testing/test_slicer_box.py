@@ -269,3 +269,30 @@ def test_leaving_box_mode_without_drawing_keeps_the_previous_box(demo):
     assert len(segment_jobs(fx)) == jobs and roi.GetNumberOfControlPoints() == 1
     np.testing.assert_allclose(roi.GetCenter(), centre, atol=1e-6)
     np.testing.assert_array_equal(fx.mask(fx.a), boxed)
+
+
+def test_a_saved_box_is_a_slicer_roi_file_that_segment_reads(tmp_path):
+    """What `sammed3d web` writes beside OUT for a segment's box: Slicer reads it as the same ROI, and
+    `sammed3d segment --roi` (read_roi_box) as the same box."""
+    import json
+
+    import slicer
+
+    from sammed3d.roi_markup import read_roi_box
+    from sammed3d_web.saving import roi_document
+    from slicer_scene import new_scene
+
+    box = Box((40.0, 5.0, 30.0), (10.0, -20.0, 60.0))
+    path = tmp_path / "liver.box.mrk.json"
+    path.write_text(json.dumps(roi_document(box, "liver")))
+    read = read_roi_box(path)
+    np.testing.assert_allclose(read.corner1, (10.0, -20.0, 30.0), atol=1e-9)
+    np.testing.assert_allclose(read.corner2, (40.0, 5.0, 60.0), atol=1e-9)
+    scene = new_scene()
+    node = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode")
+    storage = slicer.vtkMRMLMarkupsROIJsonStorageNode()
+    scene.AddNode(storage)
+    storage.SetFileName(str(path))
+    assert storage.ReadData(node)
+    np.testing.assert_allclose(node.GetCenter(), (25.0, -7.5, 45.0), atol=1e-6)
+    np.testing.assert_allclose(node.GetSize(), (30.0, 25.0, 30.0), atol=1e-6)

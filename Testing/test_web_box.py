@@ -1,6 +1,7 @@
 """The web page's "Box" prompt in a real browser (Debian's chromium through playwright): the Box button (accessible
 name "Box", key x) draws the segment's ROI in the axial slice view with two clicks, Slicer's ROI widget leaves place
-mode when it is drawn, and that is one computation with a box (SAM-Med3D: a click at its centre)."""
+mode when it is drawn, and that is one computation with a box (SAM-Med3D: a click at its centre); Save writes the box
+beside OUT as a Slicer ROI file."""
 import asyncio
 import os
 
@@ -84,6 +85,17 @@ async def draw_box_in_browser(tmp_path, ct_path):
         await asyncio.sleep(0.5)
         assert len(counter.boxes) == 1 and segment_voxel_count(app) == voxels  # the previous box is back, as is
         np.testing.assert_allclose(roi.GetCenter(), centre, atol=1e-6)
+
+        # Save writes the box beside OUT as a Slicer ROI file that `sammed3d segment --roi` reads
+        from SAMMed3DSlicerLib.box_prompt import current_box
+        from sammed3d.roi_markup import read_roi_box
+
+        await page.get_by_role("button", name="Save", exact=True).click()
+        saved = tmp_path / ("%s.box.mrk.json" % app.annotator.segments()[0]["name"])
+        await until(lambda: saved.exists(), what="the saved box")
+        expected = current_box(app.annotator.volume_node, roi)
+        np.testing.assert_allclose(read_roi_box(saved).corner1, expected.corner1, atol=1e-6)
+        np.testing.assert_allclose(read_roi_box(saved).corner2, expected.corner2, atol=1e-6)
         await browser.close()
 
 

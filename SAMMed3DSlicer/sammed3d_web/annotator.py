@@ -247,6 +247,17 @@ class Annotator(object):
         return self.jobs.busy()
 
     # ---- saving ---------------------------------------------------------------------------------------------------
+    def boxes_by_segment_name(self) -> Dict[str, object]:
+        """Segment name -> its box (:class:`sammed3d.prompts.Box` in the volume's RAS) or None."""
+        from SAMMed3DSlicerLib.box_prompt import current_box
+
+        boxes = {}
+        for segment_id in self.segment_ids():
+            node = box_node(self.segmentation_node, segment_id, create=False)
+            name = self.segmentation_node.GetSegmentation().GetSegment(segment_id).GetName()
+            boxes[name] = current_box(self.volume_node, node) if node is not None else None
+        return boxes
+
     def clicks_by_segment_name(self) -> Dict[str, list]:
         names = {}
         for segment_id in self.segment_ids():

@@ -260,7 +260,8 @@ class WebApp(object):
         if annotator.segmentation_node is None:
             return
         try:
-            self.saved = save_annotations(annotator.segmentation_node, annotator.clicks_by_segment_name(), self.output)
+            self.saved = save_annotations(annotator.segmentation_node, annotator.clicks_by_segment_name(), self.output,
+                                          annotator.boxes_by_segment_name())
             annotator.status = "Saved %s" % ", ".join(path.name for path in self.saved)
             annotator.error = ""
             self.state.saved = True

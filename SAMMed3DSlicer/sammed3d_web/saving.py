@@ -1,5 +1,8 @@
 """Save what was annotated: the segmentation (.seg.nrrd, every segment, written by Slicer's own storage node) and,
-beside it, one ``<segment name>.mrk.json`` per segment holding that segment's clicks in the order they were placed.
+beside it, one ``<segment name>.mrk.json`` per segment holding that segment's clicks in the order they were placed,
+and one ``<segment name>.box.mrk.json`` per segment with a box (a Slicer ROI markup:
+``sammed3d segment IMAGE --roi "<segment name>.box.mrk.json"`` gives it to MedSAM, or to SAM-Med3D as its centre
+click).
 
 ``sammed3d segment IMAGE --points "<segment name>.mrk.json"`` then recomputes the segment: the first positive point
 centres the ROI there as here, and negative points carry the description ``negative``. Every file is written to a
@@ -10,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import slicer
 
@@ -52,6 +55,24 @@ def markups_document(clicks: Sequence[tuple], name: str) -> dict:
     }]}
 
 
+def roi_document(box, name: str) -> dict:
+    """A Slicer markups ROI document of an axis-aligned RAS box (:class:`sammed3d.prompts.Box`), in LPS."""
+    low, high = [min(a, b) for a, b in zip(box.corner1, box.corner2)], [max(a, b) for a, b in zip(box.corner1,
+                                                                                                 box.corner2)]
+    centre = [(a + b) / 2 for a, b in zip(low, high)]
+    return {"@schema": MARKUPS_SCHEMA, "markups": [{
+        "type": "ROI", "coordinateSystem": "LPS", "coordinateUnits": "mm", "locked": False,
+        "fixedNumberOfControlPoints": True, "labelFormat": "%N", "lastUsedControlPointNumber": 1, "name": name,
+        "roiType": "Box", "center": [-centre[0], -centre[1], centre[2]],
+        "orientation": [-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0],
+        "size": [b - a for a, b in zip(low, high)], "insideOut": False,
+        "controlPoints": [{"id": "1", "label": name, "description": "", "associatedNodeID": "",
+                           "position": [-centre[0], -centre[1], centre[2]],
+                           "orientation": [-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0], "selected": True,
+                           "locked": False, "visibility": True, "positionStatus": "defined"}],
+    }]}
+
+
 def write_segmentation(segmentation_node, path: Path) -> None:
     """Write every segment of ``segmentation_node`` to ``path`` (.seg.nrrd) with Slicer's storage node, atomically."""
     storage = slicer.vtkMRMLSegmentationStorageNode()
@@ -67,10 +88,13 @@ def write_markups(path: Path, clicks: Sequence[tuple], name: str) -> None:
         Path(temporary).write_text(json.dumps(markups_document(clicks, name), indent=2), encoding="utf-8")
 
 
-def save_annotations(segmentation_node, clicks_by_segment: Dict[str, List[tuple]], output) -> List[Path]:
-    """Write the segmentation to ``output`` and one .mrk.json per segment name with clicks; returns the files.
+def save_annotations(segmentation_node, clicks_by_segment: Dict[str, List[tuple]], output,
+                     boxes_by_segment: Optional[Dict[str, object]] = None) -> List[Path]:
+    """Write the segmentation to ``output``, one .mrk.json per segment name with clicks and one .box.mrk.json per
+    segment name with a box; returns the files.
 
-    clicks_by_segment: segment name -> [((R, A, S), positive), ...] in the order they were placed.
+    clicks_by_segment: segment name -> [((R, A, S), positive), ...] in the order they were placed;
+    boxes_by_segment: segment name -> :class:`sammed3d.prompts.Box` (RAS mm) or None.
     """
     output = check_output_path(output)
     written = []
@@ -85,6 +109,16 @@ def save_annotations(segmentation_node, clicks_by_segment: Dict[str, List[tuple]
         path = output.parent / (safe_file_stem(name) + ".mrk.json")
         try:
             write_markups(path, clicks, name)
+        except OSError as error:
+            raise SamMed3DError("cannot write %s: %s" % (path, error)) from None
+        written.append(path)
+    for name, box in (boxes_by_segment or {}).items():
+        if box is None:
+            continue
+        path = output.parent / (safe_file_stem(name) + ".box.mrk.json")
+        try:
+            with atomic_path(path) as temporary:
+                Path(temporary).write_text(json.dumps(roi_document(box, name), indent=2), encoding="utf-8")
         except OSError as error:
             raise SamMed3DError("cannot write %s: %s" % (path, error)) from None
         written.append(path)
