@@ -147,12 +147,15 @@ def box_slice_range(fx, roi):
 
 def test_medsam_segments_the_box_slices_only(medsam, medsam_checkpoint):
     fx = medsam
+    requests, compute = [], fx.logic.compute
+    fx.logic.compute = lambda request: (requests.append(request), compute(request))[1]
     fx.controller.select(fx.volume, fx.segmentation, fx.a)
     roi = place_box(fx, (10, 40, 70), (16, 70, 100))
     assert len(segment_jobs(fx)) == 0 and fx.jobs.submitted == [MODEL_KEY]  # waits for the model
     drain(fx.controller)
     assert len(segment_jobs(fx)) == 1 and not fx.view.errors, fx.view.errors
     got = fx.mask(fx.a)
+    assert requests[-1].progress[0] == requests[-1].progress[1] >= 2  # MedSAM reported every slice
     first, last = box_slice_range(fx, roi)
     assert 0 < first < last < got.shape[0] - 1
     slices = np.flatnonzero(got.any(axis=(1, 2)))

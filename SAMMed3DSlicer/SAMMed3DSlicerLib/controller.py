@@ -545,9 +545,13 @@ class InteractiveSegmentationController(object):
                                                    _format_timings(update.timings)))
             self.view.changed()
 
+        def show_progress():  # MedSAM going through the box's slices (set by the worker, shown from here)
+            if getattr(request, "progress", None):
+                self.view.status("MedSAM: %d / %d slices..." % request.progress)
+
         self._job_volume[key] = volume_node.GetID()
         self._job_nodes[key] = (volume_node, segmentation_node, segment_id)
-        self.jobs.submit(key, lambda: self.logic.compute(request), done, self._report)
+        self.jobs.submit(key, lambda: self.logic.compute(request), done, self._report, show_progress)
         self.view.start_polling()
         return True
 

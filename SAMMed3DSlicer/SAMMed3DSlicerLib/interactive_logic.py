@@ -74,6 +74,7 @@ class Request(object):
         self.segment_id = segment_id
         self.read_seconds = read_seconds
         self.box = None  # the segment's box prompt (sammed3d.prompts.Box, volume-local RAS), or None
+        self.progress = None  # (slices done, slices in the box) while MedSAM works (written by the computing thread)
 
 
 class InteractiveSegmentationLogic(object):
@@ -277,6 +278,8 @@ class InteractiveSegmentationLogic(object):
         state, session, box = request.state, request.session, request.box
         if takes_boxes(self.load_model()):
             if box is not None:
+                if hasattr(session, "progress"):  # a local MedSAM session reports each slice
+                    session.progress = lambda done, total: setattr(request, "progress", (done, total))
                 return session.set_box(box)
             if request.clicks:
                 raise PromptError("MedSAM takes a box: draw one with Box (points are for SAM-Med3D).")
