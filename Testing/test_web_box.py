@@ -38,7 +38,10 @@ async def draw_box_in_browser(tmp_path, ct_path):
     logic = InteractiveSegmentationLogic("demo", "cpu", max_rois=1)
     logic.load_model()
     counter = CountingLogic(logic)
-    app = WebApp(logic, tmp_path / "out.seg.nrrd")
+    from trame.app import get_server
+
+    # a trame server of its own: another in-process test may have run (and stopped) the default one
+    app = WebApp(logic, tmp_path / "out.seg.nrrd", server=get_server(name="sammed3d-box-test", client_type="vue3"))
     port = free_port()
     app.start("127.0.0.1", port, exec_mode="task")
     await app.server.ready
