@@ -75,6 +75,7 @@ class Request(object):
         self.read_seconds = read_seconds
         self.box = None  # the segment's box prompt (sammed3d.prompts.Box, volume-local RAS), or None
         self.progress = None  # (slices done, slices in the box) while MedSAM works (written by the computing thread)
+        self.takes_boxes = False  # the session is MedSAM's (a box prompt; points are not used)
 
 
 class InteractiveSegmentationLogic(object):
@@ -266,6 +267,7 @@ class InteractiveSegmentationLogic(object):
         state.restoring = False
         state.clicks = clicks
         request = Request(state, clicks, segment_id, 0.0)
+        request.takes_boxes = takes_boxes(self.load_model())
         if box_node is not None:
             from .box_prompt import current_box
 
@@ -276,7 +278,7 @@ class InteractiveSegmentationLogic(object):
     def compute(self, request: Request):
         """Run the model for the request's clicks: the mask (SimpleITK) in the volume's grid. Any thread, no MRML."""
         state, session, box = request.state, request.session, request.box
-        if takes_boxes(self.load_model()):
+        if request.takes_boxes:
             if box is not None:
                 if hasattr(session, "progress"):  # a local MedSAM session reports each slice
                     session.progress = lambda done, total: setattr(request, "progress", (done, total))
