@@ -3,11 +3,11 @@
 
     python scripts/make_demo_eval_data.py OUT_DIR [--shared ../shared/data] [--seed 0]
 
-Writes three nnU-Net folders (imagesTs/labelsTs, labels liver and spleen; this case has no kidneys):
+Writes four nnU-Net folders (imagesTs/labelsTs, labels liver and spleen; this case has no kidneys):
 
 * OUT_DIR/ct: `ct_abdomen_dicom` as NIfTI (the demo model since this round never trains on it).
-* OUT_DIR/mr_proxy_t1, OUT_DIR/mr_proxy_t2: the same CT with every tissue given a T1- or T2-weighted-like
-  brightness (air, lung, fat, fluid, soft tissue, bone and marrow by HU thresholds; liver, spleen, kidneys,
+* OUT_DIR/mr_proxy_t1, OUT_DIR/mr_proxy_t2, OUT_DIR/mr_proxy_t1fs_ce: the same CT with every tissue given a
+  T1-, T2- or fat-suppressed contrast-enhanced T1-weighted-like brightness (air, lung, fat, fluid, soft tissue, bone and marrow by HU thresholds; liver, spleen, kidneys,
   pancreas, stomach, vessels by their labels), keeping a little of the CT texture, then a smooth bias field,
   blur and Rician noise, in positive arbitrary units. This is a PROXY, not MR: the tissue boundaries come from a
   CT (and from its labels), real MR has other artefacts, resolution and anatomy. Seeded, numpy + SimpleITK only.
@@ -27,12 +27,14 @@ from sammed3d.evaluation.datasets import load_label_in_image_grid, read_image  #
 
 CASE = "ct_abdomen_dicom"
 EVAL_LABELS = {"spleen": 1, "liver": 5}
-# brightness (0..1) per tissue: (T1-like, T2-like); typical relative MR signal of abdominal tissues
+# brightness (0..1) per tissue: (T1-like, T2-like, fat-suppressed contrast-enhanced T1-like); typical relative
+# MR signal of abdominal tissues
+WEIGHTINGS = ("t1", "t2", "t1fs_ce")
 TISSUES = {
-    "air": (0.02, 0.02), "fat": (0.95, 0.55), "fluid": (0.12, 1.0), "soft": (0.38, 0.3),
-    "bone": (0.05, 0.05), "marrow": (0.7, 0.35),
-    "liver": (0.6, 0.22), "spleen": (0.42, 0.62), "kidney": (0.45, 0.7), "pancreas": (0.68, 0.4),
-    "stomach": (0.3, 0.45), "vessel": (0.2, 0.08),
+    "air": (0.02, 0.02, 0.02), "fat": (0.95, 0.55, 0.1), "fluid": (0.12, 1.0, 0.08), "soft": (0.38, 0.3, 0.3),
+    "bone": (0.05, 0.05, 0.05), "marrow": (0.7, 0.35, 0.25),
+    "liver": (0.6, 0.22, 0.5), "spleen": (0.42, 0.62, 0.58), "kidney": (0.45, 0.7, 0.75),
+    "pancreas": (0.68, 0.4, 0.55), "stomach": (0.3, 0.45, 0.35), "vessel": (0.2, 0.08, 0.95),
 }
 ORGAN_LABELS = {"liver": ["liver"], "spleen": ["spleen"], "kidney": ["kidney_right", "kidney_left"],
                 "pancreas": ["pancreas"], "stomach": ["stomach", "duodenum", "small_bowel", "colon"],
@@ -41,7 +43,7 @@ ORGAN_LABELS = {"liver": ["liver"], "spleen": ["spleen"], "kidney": ["kidney_rig
 
 def tissue_image(hu, labels, names, weighting, rng):
     """MR-like intensities (float32, > 0) from CT HU, the label map and its label names."""
-    column = 0 if weighting == "t1" else 1
+    column = WEIGHTINGS.index(weighting)
     classes = {
         "air": hu < -500, "fat": (hu >= -500) & (hu < -30), "fluid": (hu >= -30) & (hu < 20),
         "soft": (hu >= 20) & (hu < 180), "marrow": (hu >= 180) & (hu < 400), "bone": hu >= 400,
@@ -108,7 +110,7 @@ def main(argv=None):
     eval_label = sitk.GetImageFromArray(kept)
     eval_label.CopyInformation(image)
     write_dataset(os.path.join(args.out, "ct"), sitk.Cast(image, sitk.sitkInt16), eval_label)
-    for index, weighting in enumerate(("t1", "t2")):
+    for index, weighting in enumerate(WEIGHTINGS):
         rng = np.random.default_rng([args.seed, index])
         write_dataset(os.path.join(args.out, "mr_proxy_" + weighting), mr_proxy(image, labels, names, weighting, rng),
                       eval_label)

@@ -25,6 +25,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "SAMMed3DSlicer"))
 
+import numpy as np  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
 
 from sammed3d.evaluation.datasets import load_label_in_image_grid, read_image  # noqa: E402
@@ -35,6 +36,10 @@ import shutil  # noqa: E402
 CASES = {"ct_abdomen_3mm": ("image.nii.gz", 4), "ct_chest_1.5mm": ("image.nii.gz", 1),
          "ct_aorta_1.5mm": ("image.nii.gz", 1), "ct_trunk_3mm": ("image.nii.gz", 1)}
 HELD_OUT_CASE = "ct_abdomen_dicom"
+# The large abdominal organs of ct_abdomen_3mm again, alone in their label maps and listed ORGAN_COPIES times, so
+# that a good share of the training objects are organ-sized (a sampler draws objects uniformly).
+ORGANS = ("liver", "spleen", "kidney_right", "kidney_left", "stomach", "gallbladder", "pancreas")
+ORGAN_COPIES = 16
 # The demo recipe: the official protocol, made affordable on a CPU (4 objects per encoder pass, loss at 64^3),
 # with half the simulated clicks deep inside the error region and a class-balanced cross-entropy; 80 % of the crops
 # get a random new contrast (sammed3d.training.augment) so that what is learnt on CT carries over to MR.
@@ -69,6 +74,33 @@ def shared_ct_dataset(shared, out):
     return out
 
 
+def organ_dataset(shared, out, copies=ORGAN_COPIES, case="ct_abdomen_3mm"):
+    """ct_abdomen_3mm with only the ORGANS labelled, listed ``copies`` times (an nnU-Net dataset)."""
+    if os.path.isfile(os.path.join(out, "dataset.json")):
+        return out
+    os.makedirs(os.path.join(out, "imagesTr"), exist_ok=True)
+    os.makedirs(os.path.join(out, "labelsTr"), exist_ok=True)
+    folder = os.path.join(shared, case)
+    image = read_image(os.path.join(folder, "image.nii.gz"))
+    label = load_label_in_image_grid(os.path.join(folder, "labels.nii.gz"), image)
+    with open(os.path.join(folder, "labels.json")) as handle:
+        names = {int(k): v for k, v in json.load(handle).items() if v in ORGANS}
+    array = sitk.GetArrayFromImage(label)
+    array[~np.isin(array, list(names))] = 0
+    organs = sitk.GetImageFromArray(array)
+    organs.CopyInformation(label)
+    for copy in range(copies):
+        stem = "%s_organs%02d" % (case, copy)
+        sitk.WriteImage(image, os.path.join(out, "imagesTr", stem + "_0000.nii.gz"), True)
+        sitk.WriteImage(organs, os.path.join(out, "labelsTr", stem + ".nii.gz"), True)
+    labels = {"background": 0}
+    labels.update({name: value for value, name in sorted(names.items())})
+    with open(os.path.join(out, "dataset.json"), "w") as handle:
+        json.dump({"labels": labels, "channel_names": {"0": "CT"}, "file_ending": ".nii.gz",
+                   "numTraining": copies}, handle, indent=1)
+    return out
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
@@ -80,6 +112,8 @@ def main(argv=None):
     parser.add_argument("--shared", default=os.path.join(HERE, "..", "..", "shared", "data"))
     parser.add_argument("--init", default=None, help="initial weights (default: copy of the bundled demo model)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--organ-copies", type=int, default=ORGAN_COPIES,
+                        help="times the organ-only copy of ct_abdomen_3mm is listed (0: none)")
     args = parser.parse_args(argv)
     synthetic = os.path.join(args.work, "synthetic")
     if not os.path.isfile(os.path.join(synthetic, "dataset.json")):
@@ -88,6 +122,8 @@ def main(argv=None):
     datasets = [synthetic]
     if os.path.isdir(args.shared):
         datasets.append(shared_ct_dataset(args.shared, os.path.join(args.work, "shared_ct")))
+        if args.organ_copies > 0:
+            datasets.append(organ_dataset(args.shared, os.path.join(args.work, "organs"), args.organ_copies))
     mni = os.path.join(args.work, "mni")
     if not os.path.isfile(os.path.join(mni, "dataset.json")):
         try:
