@@ -236,9 +236,10 @@ def test_fine_tune_official_checkpoint_40_steps_loss_falls_and_loads_officially(
 def test_resume_restores_step_optimizer_and_log(dataset, tmp_path):
     out = tmp_path / "run"
     assert main(train_args(dataset, out, "--steps", "2", "--save-every", "1", "--objects-per-crop", "2",
-                           "--loss-size", "64", "--deep-clicks", "0.5")) == 0
+                           "--loss-size", "64", "--deep-clicks", "0.5", "--contrast-aug", "0.5")) == 0
     first = load_checkpoint(out / "checkpoint.pth")
     assert first["epoch"] == 2 and os.stat(out / "checkpoint.pth").st_mode & 0o044
+    assert first["args"].contrast_aug == 0.5
     # Without --resume an existing checkpoint is never overwritten.
     before = (out / "checkpoint.pth").read_bytes()
     assert main(train_args(dataset, out, "--steps", "3")) == 2
