@@ -92,6 +92,58 @@ def test_flips_move_image_and_label_together(dataset):
     assert len(seen_flips) > 1
 
 
+def test_contrast_augmentation_keeps_labels_padding_and_normalisation(dataset):
+    cases = find_cases(str(dataset))
+    plain = CropSampler(cases, flip=False)
+    augmented = CropSampler(cases, flip=False, contrast_prob=1.0)
+    correlations = []
+    target = plain.targets[0]
+    for seed in range(6):
+        center = plain.crop_center(target, np.random.default_rng(seed))
+        image_a, label_a = plain.crop(target, center, rng=np.random.default_rng(seed))
+        image_b, label_b = augmented.crop(target, center, rng=np.random.default_rng(seed))
+        assert torch.equal(label_a, label_b)  # same crop, only the intensities change
+        assert torch.isfinite(image_b).all()
+        padding = torch.from_numpy(~extract_roi(augmented._cases[target.case_id].image, center).valid)[None]
+        assert padding.any() and (~padding).any()
+        assert torch.unique(image_b[padding]).numel() == 1  # padding stays 0 before normalisation ...
+        assert float(image_b[padding][0]) < float(image_b[~padding].min())  # ... below every augmented voxel
+        assert 0.2 < float(image_b[~padding].std()) < 5.0
+        body = ~padding
+        correlations.append(float(np.corrcoef(image_a[body].numpy(), image_b[body].numpy())[0, 1]))
+    assert min(correlations) < 0.9, correlations  # really a new contrast, not a rescaling
+    assert not torch.equal(augmented.sample(np.random.default_rng(1), plain.targets[0])[0],
+                           augmented.sample(np.random.default_rng(2), plain.targets[0])[0])
+
+
+def test_remap_contrast_per_label_intensities_and_thick_slices():
+    from sammed3d.training.augment import _thick_slices, remap_contrast
+
+    raw = np.full((32, 32, 32), 100.0, np.float32)
+    label_map = np.zeros(raw.shape, np.uint8)
+    label_map[4:14], label_map[18:28] = 1, 2  # two objects with the same intensity
+    raw[label_map == 0] = -1000.0
+    valid = np.ones(raw.shape, bool)
+    valid[:, :, 30:] = False
+    contrast = {}
+    for per_label in (0.0, 1.0):
+        differences = []
+        for seed in range(20):
+            out = remap_contrast(raw, valid, label_map, np.random.default_rng(seed), per_label_prob=per_label)
+            assert np.all(out[~valid] == 0) and np.all(out[valid] >= 0) and np.isfinite(out).all()
+            first, second = out[label_map == 1].mean(), out[label_map == 2].mean()
+            differences.append(abs(first - second) / (first + second))
+        contrast[per_label] = np.median(differences)
+    # one intensity curve keeps equal tissues (nearly) equal; per-label intensities separate them (0.03 vs 0.4)
+    assert contrast[0.0] < 0.1 and contrast[1.0] > 0.2, contrast
+    ramp = np.broadcast_to(np.arange(40, dtype=np.float32)[None, None], (4, 4, 40)).copy()
+    thick = _thick_slices(ramp, 4, 2)
+    assert np.allclose(thick[..., 4:-4], ramp[..., 4:-4], atol=1e-4)  # linear data: averaging + lerp is exact
+    blocky = np.repeat(np.random.default_rng(0).standard_normal(10).astype(np.float32), 4)[None, None]
+    assert np.abs(np.diff(_thick_slices(np.tile(blocky, (2, 2, 1)), 4, 2), axis=2)).max() < np.abs(
+        np.diff(np.tile(blocky, (2, 2, 1)), axis=2)).max()
+
+
 def test_label_selection_and_empty_selection(dataset):
     cases = find_cases(str(dataset))
     assert {t.name for t in CropSampler(cases, include_labels=["box"]).targets} == {"box"}
@@ -184,9 +236,10 @@ def test_fine_tune_official_checkpoint_40_steps_loss_falls_and_loads_officially(
 def test_resume_restores_step_optimizer_and_log(dataset, tmp_path):
     out = tmp_path / "run"
     assert main(train_args(dataset, out, "--steps", "2", "--save-every", "1", "--objects-per-crop", "2",
-                           "--loss-size", "64", "--deep-clicks", "0.5")) == 0
+                           "--loss-size", "64", "--deep-clicks", "0.5", "--contrast-aug", "0.5")) == 0
     first = load_checkpoint(out / "checkpoint.pth")
     assert first["epoch"] == 2 and os.stat(out / "checkpoint.pth").st_mode & 0o044
+    assert first["args"].contrast_aug == 0.5
     # Without --resume an existing checkpoint is never overwritten.
     before = (out / "checkpoint.pth").read_bytes()
     assert main(train_args(dataset, out, "--steps", "3")) == 2

@@ -1,16 +1,17 @@
 #!/usr/bin/env python
-"""Dice at 1/5/10 simulated clicks of a checkpoint on the shared abdominal CTs (liver, spleen, kidneys).
+"""Dice at 1/5/10 simulated clicks of a checkpoint on the demo model's held-out sets, over several clicker seeds.
 
-Uses the package's own interactive session (the path every user takes) and the evaluation package's click
-simulators. Prints a table and writes JSON.
+The sets are the nnU-Net folders of scripts/make_demo_eval_data.py (the shared DICOM CT and its MR-like proxies;
+liver and spleen). `sammed3d evaluate` scores one clicker seed; with two objects per set one click draw moves the
+mean by +-0.1, so this script averages several seeds (the random clicker of `sammed3d evaluate`, the package's
+own interactive session). Prints one line per set and the mean over the MR-like proxies; optional JSON.
 
-    python scripts/eval_demo.py CHECKPOINT [--data ../shared/data] [--clicker ritm random] [--json out.json]
+    python scripts/eval_demo.py CHECKPOINT EVAL_DIR [--seeds 100 101 102 103] [--clicker random] [--json out.json]
 """
 import argparse
 import json
 import os
 import sys
-import time
 
 import numpy as np
 
@@ -18,70 +19,63 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "SAMMed3DSlicer"))
 
 from sammed3d import load_model  # noqa: E402
-from sammed3d.evaluation import click_to_ras, dice, evaluate_case, load_label_in_image_grid, make_clicker  # noqa: E402
-from sammed3d.evaluation.datasets import read_image  # noqa: E402
+from sammed3d.evaluation import click_to_ras, dice, evaluate_case, make_clicker  # noqa: E402
+from sammed3d.evaluation.datasets import find_cases, load_label_in_image_grid, read_image  # noqa: E402
 from sammed3d.session import InteractiveSession  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
 
-ORGANS = {"spleen": 1, "kidney_right": 2, "kidney_left": 3, "liver": 5}
-CASES = {"ct_abdomen_3mm": "image.nii.gz", "ct_abdomen_dicom": "dicom"}
+SETS = ("ct", "mr_proxy_t1", "mr_proxy_t2", "mr_proxy_t1fs_ce")
+COUNTS = (1, 5, 10)
 
 
-def evaluate(model, data, clicker_name, counts=(1, 5, 10), max_rois=6, seed=0):
-    rows = []
-    for case, image_name in CASES.items():
-        folder = os.path.join(data, case)
-        if not os.path.isdir(folder):
-            continue
-        image = read_image(os.path.join(folder, image_name))
-        labels = sitk.GetArrayFromImage(load_label_in_image_grid(os.path.join(folder, "labels.nii.gz"), image))
-        for organ, value in ORGANS.items():
+def evaluate_set(model, folder, seeds, clicker_name, max_rois=1):
+    """{clicks: mean Dice} over every case, label and seed of one nnU-Net folder."""
+    scores = {count: [] for count in COUNTS}
+    for case in find_cases(folder):
+        image = read_image(case.image_path)
+        labels = sitk.GetArrayFromImage(load_label_in_image_grid(case.label_path, image))
+        for value, name in sorted(case.labels.items()):
             gt = labels == value
-            if gt.sum() < 10:
+            if value == 0 or gt.sum() < 10:
                 continue
-            session = InteractiveSession(model, image, max_rois=max_rois)
+            for seed in seeds:
+                session = InteractiveSession(model, image, max_rois=max_rois)
 
-            def predict(clicks):
-                session.set_clicks([click_to_ras(image, c) for c in clicks])
-                return session.mask_array() > 0
+                def predict(clicks):
+                    session.set_clicks([click_to_ras(image, c) for c in clicks])
+                    return session.mask_array() > 0
 
-            start = time.time()
-            results = evaluate_case(predict, image, gt, make_clicker(clicker_name, seed, case, organ), counts)
-            scores = {r.clicks: dice(gt, r.mask) for r in results}
-            rows.append({"case": case, "organ": organ, "clicker": clicker_name, "dice": scores,
-                         "seconds": time.time() - start})
-            print("%-18s %-13s %-6s %s" % (case, organ, clicker_name,
-                                           "  ".join("%d:%.3f" % (k, v) for k, v in scores.items())), flush=True)
-    return rows
-
-
-def summarize(rows, counts=(1, 5, 10)):
-    summary = {}
-    for clicker in sorted({r["clicker"] for r in rows}):
-        for case in sorted({r["case"] for r in rows}):
-            chosen = [r for r in rows if r["clicker"] == clicker and r["case"] == case]
-            summary["%s/%s" % (case, clicker)] = {c: float(np.mean([r["dice"][c] for r in chosen])) for c in counts}
-    return summary
+                clicker = make_clicker(clicker_name, seed, os.path.basename(folder), str(value))
+                for result in evaluate_case(predict, image, gt, clicker, list(COUNTS)):
+                    scores[result.clicks].append(dice(gt, result.mask))
+    return {count: float(np.mean(values)) for count, values in scores.items()}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoint")
-    parser.add_argument("--data", default=os.path.join(HERE, "..", "..", "shared", "data"))
-    parser.add_argument("--clicker", nargs="+", default=["ritm", "random"])
-    parser.add_argument("--max-rois", type=int, default=6, help="1 = the official single ROI")
+    parser.add_argument("checkpoint", help="demo, turbo or a path")
+    parser.add_argument("eval_dir", help="output folder of scripts/make_demo_eval_data.py")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[100, 101, 102, 103])
+    parser.add_argument("--clicker", default="random", choices=("random", "ritm"))
+    parser.add_argument("--max-rois", type=int, default=1, help="1 = the official single ROI (default)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     model = load_model(args.checkpoint, device="cpu")
-    rows = []
-    for clicker in args.clicker:
-        rows += evaluate(model, args.data, clicker, max_rois=args.max_rois)
-    summary = summarize(rows)
-    for key, scores in summary.items():
-        print("mean %-32s %s" % (key, "  ".join("%d:%.3f" % (k, v) for k, v in scores.items())))
+    results = {}
+    for name in SETS:
+        folder = os.path.join(args.eval_dir, name)
+        if not os.path.isdir(folder):
+            continue
+        results[name] = evaluate_set(model, folder, args.seeds, args.clicker, args.max_rois)
+        print("%-18s %s" % (name, "  ".join("%d:%.3f" % item for item in results[name].items())), flush=True)
+    proxies = [scores for name, scores in results.items() if name.startswith("mr_proxy")]
+    if proxies:
+        mean = {count: float(np.mean([p[count] for p in proxies])) for count in COUNTS}
+        results["mr_proxy_mean"] = mean
+        print("%-18s %s" % ("MR proxies, mean", "  ".join("%d:%.3f" % item for item in mean.items())))
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({"rows": rows, "summary": summary}, handle, indent=1)
+            json.dump(results, handle, indent=1)
     return 0
 
 

@@ -58,6 +58,10 @@ def add_parser(subparsers):
     parser.add_argument("--balanced-ce", action="store_true",
                         help="average the cross-entropy separately over object and background voxels (helps "
                              "training from scratch; default: plain DiceCE, as the official code)")
+    parser.add_argument("--contrast-aug", type=float, default=0.0, metavar="P",
+                        help="probability of a random contrast remap of each crop (non-monotone intensity curve, "
+                             "per-label intensities, bias field, blur, noise), so CT-trained models read MR "
+                             "(default 0: the official pipeline)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads per process (default: torch's choice)")
     parser.set_defaults(func=run)
     return parser

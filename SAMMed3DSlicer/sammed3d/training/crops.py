@@ -15,8 +15,9 @@ import torch
 
 from ..errors import SamMed3DError
 from ..evaluation.datasets import Case, load_label_in_image_grid, read_image
-from ..roi import ROI_SIZE, ROI_SPACING, extract_roi
+from ..roi import ROI_SIZE, ROI_SPACING, extract_roi, z_normalize
 from .. import geometry
+from .augment import remap_contrast
 
 Target = namedtuple("Target", ["case_id", "label", "name"])
 Target.__doc__ = "One object to train on: a label value of one case."
@@ -45,6 +46,8 @@ class CropSampler(object):
     to this much per axis; with probability ``voxel_center_prob`` it is instead a random voxel of the object (as
     an interactive first click would be). ``flip``: flip image and label on each axis with probability 0.5.
     ``min_voxels``: ignore objects smaller than this (in their own image's voxels).
+    ``contrast_prob``: probability that a crop's intensities are randomly re-contrasted before normalisation
+    (:func:`.augment.remap_contrast`; 0, the default, keeps the official pipeline).
     """
 
     def __init__(
@@ -58,10 +61,12 @@ class CropSampler(object):
         min_voxels: int = 10,
         include_labels: Optional[Sequence[str]] = None,
         exclude_labels: Optional[Sequence[str]] = None,
+        contrast_prob: float = 0.0,
     ):
         self.size, self.spacing = int(size), float(spacing)
         self.center_jitter, self.voxel_center_prob, self.flip = float(center_jitter), float(voxel_center_prob), flip
         self.min_voxels = int(min_voxels)
+        self.contrast_prob = float(contrast_prob)
         self._cases: Dict[str, _LoadedCase] = {}
         self._allowed: Dict[str, List[int]] = {}
         self.targets: List[Target] = []
@@ -116,6 +121,9 @@ class CropSampler(object):
                 picked = rng.choice(candidates, size=min(others, len(candidates)), replace=False)
                 values += [int(v) for v in picked]
         masks = np.stack([label_map == value for value in values]).astype(np.float32)
+        if rng is not None and self.contrast_prob > 0 and rng.random() < self.contrast_prob:
+            raw = remap_contrast(roi.raw.copy(), roi.valid, label_map, rng)
+            return torch.from_numpy(z_normalize(raw)[0])[None], torch.from_numpy(masks)
         return roi.image[0].clone(), torch.from_numpy(masks)
 
     def sample(self, rng: np.random.Generator, target: Optional[Target] = None, others: int = 0

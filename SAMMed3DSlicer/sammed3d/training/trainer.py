@@ -63,6 +63,7 @@ class TrainOptions:
     loss_size: int = 0
     balanced_ce: bool = False
     threads: int = 0
+    contrast_aug: float = 0.0
 
 
 def lr_factor(step: int, options: TrainOptions) -> float:
@@ -189,7 +190,7 @@ def _train(options, checkpoint_path: Path, info, progress) -> Path:
     torch.manual_seed(options.seed)
     cases = collect_cases(options)
     sampler = CropSampler(cases, center_jitter=options.center_jitter, include_labels=options.include_labels,
-                          exclude_labels=options.exclude_labels)
+                          exclude_labels=options.exclude_labels, contrast_prob=options.contrast_aug)
     resumed = load_checkpoint(checkpoint_path) if options.resume else None
     if resumed is not None:
         state_dict = resumed["model_state_dict"]
