@@ -32,7 +32,9 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x).permute(0, 2, 3, 1)
+        # contiguous tokens: a permuted view would hand its channel-first strides to the whole residual stream
+        # (the sum with pos_embed keeps them), and every LayerNorm and Linear after would copy it first
+        return self.proj(x).permute(0, 2, 3, 1).contiguous()
 
 
 def _partition(x: torch.Tensor, window: int) -> torch.Tensor:
