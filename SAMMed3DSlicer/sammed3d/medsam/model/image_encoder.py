@@ -32,21 +32,9 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x).permute(0, 2, 3, 1)
-
-
-def _partition(x: torch.Tensor, window: int) -> torch.Tensor:
-    """B x Hp x Wp x C -> (B * windows) x window x window x C, windows in raster order."""
-    b, hp, wp, c = x.shape
-    x = x.reshape(b, hp // window, window, wp // window, window, c)
-    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, window, window, c)
-
-
-def _unpartition(windows: torch.Tensor, window: int, b: int, hp: int, wp: int) -> torch.Tensor:
-    """Inverse of :func:`_partition`."""
-    c = windows.shape[-1]
-    x = windows.reshape(b, hp // window, wp // window, window, window, c)
-    return x.permute(0, 1, 3, 2, 4, 5).reshape(b, hp, wp, c)
+        # contiguous tokens: a permuted view would hand its channel-first strides to the whole residual stream
+        # (the sum with pos_embed keeps them), and every LayerNorm and Linear after would copy it first
+        return self.proj(x).permute(0, 2, 3, 1).contiguous()
 
 
 class Attention(nn.Module):
@@ -64,22 +52,25 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, window: int = 0) -> torch.Tensor:
         """x: B x H x W x C (after norm1); window 0: global attention, else zero-padded windows of that size."""
         b, h, w, dim = x.shape
+        heads = self.num_heads
         qkv = self.qkv(x)
-        if window:
-            hp, wp = h + (-h) % window, w + (-w) % window
-            if (hp, wp) != (h, w):  # the official code pads zeros before qkv: a padded token's q, k, v = the bias
-                padded = self.qkv.bias.to(qkv.dtype).expand(b, hp, wp, 3 * dim).clone()
-                padded[:, :h, :w] = qkv
-                qkv = padded
-            qkv = _partition(qkv, window)
-        grid_h, grid_w = qkv.shape[1], qkv.shape[2]
-        n = qkv.shape[0]
-        qkv = qkv.reshape(n, grid_h * grid_w, 3, self.num_heads, dim // self.num_heads).permute(2, 0, 3, 1, 4)
-        q, k, v = (t.contiguous() for t in qkv.unbind(0))  # once, not per band inside the attention kernel
-        out = self._attend(q, k, v, grid_h, grid_w)
-        out = out.transpose(1, 2).reshape(n, grid_h, grid_w, dim)
-        if window:
-            out = _unpartition(out, window, b, hp, wp)[:, :h, :w]
+        window_h, window_w = (window, window) if window else (h, w)
+        hp, wp = h + (-h) % window_h, w + (-w) % window_w
+        if (hp, wp) != (h, w):  # the official code pads zeros before qkv: a padded token's q, k, v = the bias
+            padded = self.qkv.bias.to(qkv.dtype).expand(b, hp, wp, 3 * dim).clone()
+            padded[:, :h, :w] = qkv
+            qkv = padded
+        rows, cols = hp // window_h, wp // window_w
+        # windows and heads split in one copy per q/k/v: 3 x B x rows x cols x heads x window_h x window_w x C
+        qkv = qkv.view(b, rows, window_h, cols, window_w, 3, heads, dim // heads).permute(5, 0, 1, 3, 6, 2, 4, 7)
+        n = b * rows * cols
+        q, k, v = (t.reshape(n, heads, window_h * window_w, dim // heads) for t in qkv.unbind(0))
+        out = self._attend(q, k, v, window_h, window_w)
+        # back to B x Hp x Wp x C in one copy
+        out = out.view(b, rows, cols, heads, window_h, window_w, dim // heads).permute(0, 1, 4, 2, 5, 3, 6)
+        out = out.reshape(b, hp, wp, dim)
+        if (hp, wp) != (h, w):
+            out = out[:, :h, :w]
         return self.proj(out)
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, grid_h: int, grid_w: int) -> torch.Tensor:
