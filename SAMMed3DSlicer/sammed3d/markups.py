@@ -108,20 +108,27 @@ def _markup_points(markup, number: int, path: Path, result: MarkupsPoints) -> No
         result.clicks.append((ras, not is_negative(label, _text(point, "description", here))))
 
 
-def read_markups(path) -> MarkupsPoints:
-    """The clicks of every selected, placed control point of every point list in a .mrk.json file."""
+def read_markups_list(path, what: str = "markups file") -> list:
+    """The `markups` list of a Slicer .mrk.json file; PromptError (naming the file as `what`) if unreadable."""
     path = Path(path)
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise PromptError("markups file not found: %s" % path) from None
+        raise PromptError("%s not found: %s" % (what, path)) from None
     except IsADirectoryError:
-        raise PromptError("markups file %s is a folder" % path) from None
+        raise PromptError("%s %s is a folder" % (what, path)) from None
     except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise PromptError("cannot read markups file %s: %s" % (path, str(error).splitlines()[0])) from None
+        raise PromptError("cannot read %s %s: %s" % (what, path, str(error).splitlines()[0])) from None
     markups = document.get("markups") if isinstance(document, dict) else None
     if not isinstance(markups, list):
         raise PromptError("%s is not a Slicer markups file (no 'markups' list)" % path)
+    return markups
+
+
+def read_markups(path) -> MarkupsPoints:
+    """The clicks of every selected, placed control point of every point list in a .mrk.json file."""
+    path = Path(path)
+    markups = read_markups_list(path)
     result = MarkupsPoints()
     for number, markup in enumerate(markups, 1):
         _markup_points(markup, number, path, result)

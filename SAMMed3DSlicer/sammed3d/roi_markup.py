@@ -6,12 +6,12 @@ oblique ROI becomes the RAS-aligned box around its 8 corners.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from .errors import PromptError
+from .markups import read_markups_list
 from .prompts import Box
 
 
@@ -28,15 +28,7 @@ def _vector(markup: dict, key: str, count: int, path: Path) -> np.ndarray:
 def read_roi_box(path) -> Box:
     """The RAS box of the single ROI markup in a Slicer .mrk.json file."""
     path = Path(path)
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PromptError("ROI file not found: %s" % path) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise PromptError("cannot read ROI file %s: %s" % (path, str(error).splitlines()[0])) from None
-    markups = document.get("markups") if isinstance(document, dict) else None
-    if not isinstance(markups, list):
-        raise PromptError("%s is not a Slicer markups file (no 'markups' list)" % path)
+    markups = read_markups_list(path, "ROI file")
     rois = [m for m in markups if isinstance(m, dict) and str(m.get("type", "")).upper() == "ROI"]
     if len(rois) != 1:
         raise PromptError("%s holds %d ROI markups; exactly one is needed" % (path, len(rois)))
