@@ -47,6 +47,61 @@ def test_tiny_encoder_is_exact_in_float64_with_banded_global_attention(monkeypat
     assert relative_error(actual, expected) <= 1e-10
 
 
+@pytest.mark.parametrize("budget", [1 << 20, 3000, 3 * 14 * 196])  # whole grids, one-row bands, 3-row bands
+def test_tiny_encoder_cpu_kernels_match_official(monkeypatch, budget):
+    """The CPU float32 block (row chunks, oneDNN fused linears, attention as GEMM bands with the bias added in place)
+    in every attention block (windows too), with score budgets that give one-row bands, three-row bands or whole
+    grids."""
+    from sammed3d.model import cpu_fused
+    from sammed3d.medsam.model import encoder_cpu
+
+    if not cpu_fused.FUSED_OPS:
+        pytest.skip("this torch build has no oneDNN linear ops")
+    monkeypatch.setattr(encoder_cpu, "BANDED_MIN_TOKENS", 0)
+    monkeypatch.setattr(encoder_cpu, "SCORE_BUDGET", budget)
+    monkeypatch.setattr(encoder_cpu, "CHUNK_ROWS", 5)  # chunks that end inside windows and at window rows
+    calls = []
+    banded = encoder_cpu.banded_attention
+    monkeypatch.setattr(encoder_cpu, "banded_attention", lambda *a: calls.append(1) or banded(*a))
+    official, ours = paired_models(TINY, seed=11, scale=0.2)
+    x = _images(TINY, 12, batch=2)
+    with torch.inference_mode():
+        expected, actual = official.image_encoder(x), ours.image_encoder(x)
+    assert len(calls) == TINY.encoder_depth
+    assert relative_error(actual, expected) <= 1e-4
+
+
+def test_tiny_encoder_cpu_block_with_fused_windowed_attention_matches_official(monkeypatch):
+    from sammed3d.model import cpu_fused
+    from sammed3d.medsam.model import encoder_cpu
+
+    if not cpu_fused.FUSED_OPS:
+        pytest.skip("this torch build has no oneDNN linear ops")
+    monkeypatch.setattr(encoder_cpu, "SDPA_BIAS_BUDGET", 5000)  # windowed bias built in several bands
+    official, ours = paired_models(TINY, seed=13, scale=0.2)
+    x = _images(TINY, 14, batch=2)
+    with torch.inference_mode():
+        assert relative_error(ours.image_encoder(x), official.image_encoder(x)) <= 1e-4
+
+
+def test_cpu_kernels_are_not_used_for_autograd_autocast_or_tracing():
+    from sammed3d.model.cpu_fused import fused_cpu
+
+    x = torch.zeros(2, 3)
+    with torch.inference_mode():
+        assert fused_cpu(x) is cpu_fused_available()
+        assert not fused_cpu(x.double())
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert not fused_cpu(x)
+    assert not fused_cpu(x)  # grad mode on
+
+
+def cpu_fused_available():
+    from sammed3d.model import cpu_fused
+
+    return cpu_fused.FUSED_OPS
+
+
 @pytest.mark.parametrize("batch", [1, 2])
 def test_tiny_prompt_encoder_points_boxes_masks_match_official(batch):
     official, ours = paired_models(TINY, seed=5)

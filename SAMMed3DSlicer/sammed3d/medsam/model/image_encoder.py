@@ -6,9 +6,11 @@ Same parameters and results as segment-anything's encoder, computed faster:
   and bias are never held whole;
 - windowed blocks compute q/k/v and the output projection for the real tokens only: a zero-padded token's q/k/v is
   exactly the qkv bias, so the 64 -> 70 padding is filled with it after the projection, and padded outputs (which the
-  official code discards) are never projected.
+  official code discards) are never projected;
+- float32 CPU inference takes `encoder_cpu.block_forward` instead: row chunks, fused oneDNN linears, global attention
+  as banded GEMMs (see there).
 """
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import nn
@@ -16,6 +18,7 @@ from torch.nn import functional as F
 
 from ...model.common import LayerNorm3d as LayerNorm2d  # channel LayerNorm: the same math for 2D maps
 from ...model.common import MLPBlock
+from ...model.cpu_fused import fused_cpu
 from ...model.relative_position import relative_table
 
 #: Bias elements (floats) one attention call may hold; attention splits its queries into bands of
@@ -73,7 +76,8 @@ class Attention(nn.Module):
             out = out[:, :h, :w]
         return self.proj(out)
 
-    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, grid_h: int, grid_w: int) -> torch.Tensor:
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, grid_h: int, grid_w: int,
+                bias_budget: Optional[int] = None) -> torch.Tensor:
         """Attention of N x heads x (h*w) x C tokens on an h x w grid, relative-position bias in row bands."""
         n, heads, tokens, channels = q.shape
         if self.rel_pos_h.shape[0] != 2 * grid_h - 1 or self.rel_pos_w.shape[0] != 2 * grid_w - 1:
@@ -84,7 +88,8 @@ class Attention(nn.Module):
         q_grid = q.reshape(n, heads, grid_h, grid_w, channels)
         term_h = torch.einsum("nahwc,hkc->nahwk", q_grid, rel_h)  # bias along key rows: n heads qh qw kh
         term_w = torch.einsum("nahwc,wkc->nahwk", q_grid, rel_w)  # bias along key columns: n heads qh qw kw
-        bands = -(-n * heads * grid_h * grid_w * tokens // BIAS_BUDGET)  # ceil: equal bands below the budget
+        budget = BIAS_BUDGET if bias_budget is None else bias_budget
+        bands = -(-n * heads * grid_h * grid_w * tokens // budget)  # ceil: equal bands below the budget
         rows = -(-grid_h // max(1, bands))
         # One bias buffer reused for every band: fresh large tensors cost page faults, a reused one does not.
         buffer = q.new_empty(n * heads * rows * grid_w * tokens)
@@ -114,6 +119,10 @@ class Block(nn.Module):
         self.window_size = window_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if fused_cpu(x):
+            from .encoder_cpu import block_forward
+
+            return block_forward(self, x)
         x = x + self.attn(self.norm1(x), self.window_size)
         return x + self.mlp(self.norm2(x))
 
