@@ -323,3 +323,34 @@ def test_cli_medsam_offline_without_cached_weights_fails_fast(ct_3mm_path, tmp_p
     err = capsys.readouterr().err
     assert code == 2 and "HF_HUB_OFFLINE" in err and err.count("\n") == 1
     assert not (tmp_path / "m.nii.gz").exists()
+
+
+def test_cli_box_on_a_medsam_server_equals_the_local_run(ct_3mm_path, tiny_medsam, tmp_path, capsys):
+    """`segment --model medsam --server URL` computes on the server (the same mask as here); a SAM-Med3D server and
+    settings only a local MedSAM takes are refused in one line."""
+    import sammed3d
+    from server_helpers import TOKEN, ServerThread
+
+    _, checkpoint = tiny_medsam
+    _, _, corners = _liver_box_ras(ct_3mm_path)
+    box = ["--box", *map(str, corners)]
+    local, remote = tmp_path / "local.nii.gz", tmp_path / "remote.nii.gz"
+    assert main(["segment", str(ct_3mm_path), "--model", "medsam", "--checkpoint", str(checkpoint), "--device", "cpu",
+                 *box, "-o", str(local)]) == 0
+    capsys.readouterr()
+    with ServerThread(sammed3d.load_model(str(checkpoint), "cpu")) as server:
+        common = ["segment", str(ct_3mm_path), "--model", "medsam", "--server", server.url, "--token", TOKEN, *box]
+        assert main(common + ["-o", str(remote)]) == 0, capsys.readouterr().err
+        out = capsys.readouterr().out
+        assert "at %s" % server.url in out and "slice(s) segmented" in out
+        assert server.store.counts()["sessions"] == 0  # closed after the answer
+        assert main(common + ["--modality", "MR", "-o", str(tmp_path / "mr.nii.gz")]) == 2
+        assert "leave out --server" in capsys.readouterr().err
+        assert not (tmp_path / "mr.nii.gz").exists()
+    assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(remote))),
+                          sitk.GetArrayFromImage(sitk.ReadImage(str(local))))
+    with ServerThread(sammed3d.load_model("demo", "cpu")) as server:
+        code = main(["segment", str(ct_3mm_path), "--model", "medsam", "--server", server.url, "--token", TOKEN, *box,
+                     "-o", str(tmp_path / "other.nii.gz")])
+        err = capsys.readouterr().err
+        assert code == 2 and "runs SAM-Med3D" in err and "Traceback" not in err

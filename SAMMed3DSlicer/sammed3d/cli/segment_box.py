@@ -71,12 +71,55 @@ def _progress_bar(total_hint: Optional[int] = None):
     return bar, report
 
 
-def run_medsam(args, output: Path) -> int:
-    """`segment --model medsam`: read, check, load, propagate the box, write; prints like the SAM-Med3D path."""
+def _local_medsam(args, image):
+    """A MedSamSession on this computer (loads the weights; one line when they are SAM-Med3D's)."""
     from .. import load_model
     from ..devices import describe_device
-    from ..image_io import read_image, write_image_atomic
     from ..medsam.session import MedSamSession
+
+    checkpoint = resolve_checkpoint_name(args)
+    model = load_model(checkpoint, device=args.device)
+    if not hasattr(model, "decode_boxes"):
+        raise SamMed3DError("checkpoint %s holds SAM-Med3D weights; --model medsam needs MedSAM weights" % checkpoint)
+    print("model: medsam (%s) on %s" % (checkpoint, describe_device(model.device)))
+    return MedSamSession(model, image, modality=args.modality, window=tuple(args.window),
+                         batch_size=args.batch_size, precision=args.precision)
+
+
+def _remote_medsam(args, image, box):
+    """The box on a `sammed3d serve` MedSAM server: (mask, timings, segmented slices)."""
+    import os
+
+    import numpy as np
+
+    from ..remote import RemoteSession, connect
+
+    if args.checkpoint is not None or args.batch_size is not None:
+        raise SamMed3DError("--checkpoint and --batch-size are the server's choice with --server (leave them out)")
+    if args.modality != "CT" or list(args.window) != [40.0, 400.0]:
+        raise SamMed3DError("a MedSAM server normalises as CT, window 40 400: --modality and --window need the "
+                            "model on this computer (leave out --server)")
+    connection = connect(args.server, args.token or os.environ.get("SAMMED3D_TOKEN"))
+    session = RemoteSession(connection, image, precision=args.precision)
+    if not session.takes_boxes:
+        raise SamMed3DError("the server at %s runs SAM-Med3D, not MedSAM: leave out --model medsam (the box then "
+                            "becomes its centre click)" % connection.url)
+    print("model: medsam (%s) on %s at %s" % (connection.info.get("model", "?"), connection.info.get("device", "?"),
+                                             connection.url))
+    try:
+        mask = session.set_box(box)
+        array = session.mask_array()
+    finally:
+        session.close()
+    slices = [int(k) for k in np.nonzero(array.reshape(array.shape[0], -1).any(axis=1))[0]]
+    timings = {key: float(value) for key, value in session.last_timings.items()}
+    return mask, timings, slices
+
+
+def run_medsam(args, output: Path) -> int:
+    """`segment --model medsam`: read, check, load, propagate the box (here or on --server), write; prints like the
+    SAM-Med3D path."""
+    from ..image_io import read_image, write_image_atomic
 
     if args.point or args.negative or args.points:
         raise PromptError("MedSAM takes a box (--box or --roi), not points")
@@ -93,23 +136,25 @@ def run_medsam(args, output: Path) -> int:
     timings["read"] = time.perf_counter() - start
     box.index_bounds(image)  # fails fast, before the weights load, when the box misses the image
 
-    checkpoint = resolve_checkpoint_name(args)
     start = time.perf_counter()
-    model = load_model(checkpoint, device=args.device)
-    timings["load"] = time.perf_counter() - start
-    if not hasattr(model, "decode_boxes"):
-        raise SamMed3DError("checkpoint %s holds SAM-Med3D weights; --model medsam needs MedSAM weights" % checkpoint)
-    print("model: medsam (%s) on %s" % (checkpoint, describe_device(model.device)))
-
-    bar, report = _progress_bar()
-    try:
-        session = MedSamSession(model, image, modality=args.modality, window=tuple(args.window),
-                                batch_size=args.batch_size, precision=args.precision, progress=report)
-        mask = session.set_box(box)
-    finally:
-        bar.close()
-    for key in ("preprocess", "encoder", "decoder"):
-        timings[key] = session.last_timings[key]
+    if args.server:
+        mask, server_timings, slices = _remote_medsam(args, image, box)
+        timings["remote"] = time.perf_counter() - start  # connect, upload, compute, answer
+        timings_run = {key: server_timings[key] for key in ("preprocess", "encoder", "decoder")
+                       if key in server_timings}  # the server's own share
+        key_slice = None
+    else:
+        session = _local_medsam(args, image)
+        timings["load"] = time.perf_counter() - start
+        bar, report = _progress_bar()
+        try:
+            session.progress = report
+            mask = session.set_box(box)
+        finally:
+            bar.close()
+        timings_run = {key: session.last_timings[key] for key in ("preprocess", "encoder", "decoder")}
+        slices, key_slice = session.slices, session.key_slice
+    timings.update(timings_run)
 
     if args.overlay:
         from ..overlay import write_overlay_png
@@ -119,10 +164,11 @@ def run_medsam(args, output: Path) -> int:
     write_image_atomic(mask, output, segment_names={1: "MedSAM"})
     timings["write"] = time.perf_counter() - start
 
-    slices = session.slices
-    voxels = int(session.mask_array().sum())
+    import SimpleITK as sitk
+
+    voxels = int((sitk.GetArrayViewFromImage(mask) > 0).sum())
     span = "%d..%d" % (slices[0], slices[-1]) if slices else "none"
-    print("wrote %s: %d voxels, key slice k=%d, %d slice(s) segmented (k %s)"
-          % (output, voxels, session.key_slice, len(slices), span))
+    key = "" if key_slice is None else "key slice k=%d, " % key_slice
+    print("wrote %s: %d voxels, %s%d slice(s) segmented (k %s)" % (output, voxels, key, len(slices), span))
     print("timings: " + ", ".join("%s %.3f s" % (k, v) for k, v in timings.items()))
     return 0
