@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from medsam_oracle import official_ct_volume_uint8, official_slice_segmentation, paired_models
 from sammed3d.cli import main
-from sammed3d.errors import PromptError
+from sammed3d.errors import PromptError, SamMed3DError
 from sammed3d.geometry import index_to_ras
 from sammed3d.medsam.model import Sam2DConfig
 from sammed3d.medsam.preprocessing import mask_box, normalize_volume, resize_slice
@@ -354,3 +354,16 @@ def test_cli_box_on_a_medsam_server_equals_the_local_run(ct_3mm_path, tiny_medsa
                      "-o", str(tmp_path / "other.nii.gz")])
         err = capsys.readouterr().err
         assert code == 2 and "runs SAM-Med3D" in err and "Traceback" not in err
+
+
+def test_auto_modality_takes_ct_for_hounsfield_volumes_and_mr_otherwise():
+    from sammed3d.medsam.preprocessing import normalize_volume, resolve_modality
+
+    ct = np.array([[[-1000.0, 40.0], [300.0, 1200.0]]])
+    mr = np.array([[[0.0, 120.0], [800.0, 2400.0]]])
+    assert resolve_modality(ct, "auto") == "CT" and resolve_modality(mr, "auto") == "MR"
+    assert resolve_modality(mr, "ct") == "CT"
+    assert np.array_equal(normalize_volume(ct, "auto"), normalize_volume(ct, "CT"))
+    assert np.array_equal(normalize_volume(mr, "auto"), normalize_volume(mr, "MR"))
+    with pytest.raises(SamMed3DError, match="choose CT, MR or auto"):
+        resolve_modality(ct, "PET")

@@ -179,7 +179,7 @@ class InteractiveSegmentationLogic(object):
             from sammed3d.prompts import Box
 
             corner = image.TransformIndexToPhysicalPoint((12, 12, 24))
-            MedSamSession(self.load_model(), image).set_box(Box(
+            MedSamSession(self.load_model(), image, modality="auto").set_box(Box(
                 (-corner[0], -corner[1], corner[2]), (-centre_lps[0], -centre_lps[1], centre_lps[2])))
             return
         session = InteractiveSession(self.load_model(), image, **dict(self.session_options, max_rois=1))
@@ -213,7 +213,7 @@ class InteractiveSegmentationLogic(object):
             if takes_boxes(model) and not self.server:
                 from sammed3d.medsam.session import MedSamSession
 
-                session = MedSamSession(model, image)
+                session = MedSamSession(model, image, modality="auto")
             else:
                 session = Session(model, image, **self.session_options)
             if seed is not None and not takes_boxes(model):  # a box's result replaces the segment's content

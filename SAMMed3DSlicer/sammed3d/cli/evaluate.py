@@ -21,7 +21,9 @@ def add_parser(subparsers) -> None:
                         help="turbo (SAM-Med3D default), medsam (MedSAM default), demo, or a path")
     parser.add_argument("--box-jitter", type=int, default=5, metavar="PX",
                         help="medsam: each box side moves outward by a random 0..PX pixels (default 5)")
-    parser.add_argument("--modality", default="CT", choices=["CT", "MR"], help="medsam: intensity normalisation")
+    parser.add_argument("--modality", default="auto", choices=["auto", "CT", "MR"],
+                        help="medsam: intensity normalisation (CT window, MR percentiles; auto: CT when a voxel is "
+                             "below -200, default)")
     parser.add_argument("--window", nargs=2, type=float, default=[40.0, 400.0], metavar=("LEVEL", "WIDTH"),
                         help="medsam: CT window (default 40 400)")
     parser.add_argument("--clicks", nargs="+", type=int, default=[1, 3, 5, 10], help="click counts to report")

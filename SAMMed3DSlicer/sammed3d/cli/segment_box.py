@@ -23,8 +23,9 @@ def add_box_arguments(parser) -> None:
                         help="box prompt: two opposite corners in RAS mm; MedSAM segments the slices of its S range "
                              "(SAM-Med3D clicks its centre)")
     parser.add_argument("--roi", metavar="FILE.mrk.json", help="box prompt from a Slicer ROI markups file")
-    parser.add_argument("--modality", default="CT", choices=["CT", "MR"],
-                        help="medsam: intensity normalisation (CT window or MR percentiles; default CT)")
+    parser.add_argument("--modality", default="auto", choices=["auto", "CT", "MR"],
+                        help="medsam: intensity normalisation: CT window, MR percentiles, or auto (default: CT when "
+                             "a voxel is below -200, i.e. air/lung/fat in HU, else MR)")
     parser.add_argument("--window", nargs=2, type=float, default=[40.0, 400.0], metavar=("LEVEL", "WIDTH"),
                         help="medsam: CT window in HU (default 40 400, MedSAM's)")
     parser.add_argument("--batch-size", type=int, default=None,
@@ -82,8 +83,11 @@ def _local_medsam(args, image):
     if not hasattr(model, "decode_boxes"):
         raise SamMed3DError("checkpoint %s holds SAM-Med3D weights; --model medsam needs MedSAM weights" % checkpoint)
     print("model: medsam (%s) on %s" % (checkpoint, describe_device(model.device)))
-    return MedSamSession(model, image, modality=args.modality, window=tuple(args.window),
-                         batch_size=args.batch_size, precision=args.precision)
+    session = MedSamSession(model, image, modality=args.modality, window=tuple(args.window),
+                            batch_size=args.batch_size, precision=args.precision)
+    print("intensities: %s" % ("CT, window %g %g" % tuple(args.window) if session.modality == "CT"
+                               else "MR, 0.5-99.5 percentiles") + (" (auto)" if args.modality == "auto" else ""))
+    return session
 
 
 def _remote_medsam(args, image, box):
@@ -96,9 +100,9 @@ def _remote_medsam(args, image, box):
 
     if args.checkpoint is not None or args.batch_size is not None:
         raise SamMed3DError("--checkpoint and --batch-size are the server's choice with --server (leave them out)")
-    if args.modality != "CT" or list(args.window) != [40.0, 400.0]:
-        raise SamMed3DError("a MedSAM server normalises as CT, window 40 400: --modality and --window need the "
-                            "model on this computer (leave out --server)")
+    if args.modality != "auto" or list(args.window) != [40.0, 400.0]:
+        raise SamMed3DError("a MedSAM server picks CT (window 40 400) or MR itself: --modality and --window need "
+                            "the model on this computer (leave out --server)")
     connection = connect(args.server, args.token or os.environ.get("SAMMED3D_TOKEN"))
     session = RemoteSession(connection, image, precision=args.precision)
     if not session.takes_boxes:

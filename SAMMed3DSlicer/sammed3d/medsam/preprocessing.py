@@ -1,7 +1,8 @@
 """MedSAM's official slice pipeline (SPEC section 8; MedSAM `pre_CT_MR.py` and `MedSAM_Inference.py`).
 
 Volume: CT is clipped to a window (level 40 / width 400 by default), MR to the 0.5-99.5 percentiles of its non-zero
-voxels (zeros stay 0); then min-max over the volume to 0..255 and cast to uint8. Slice: the stored array's k-plane
+voxels (zeros stay 0); "auto" takes CT when a voxel lies below -200 (air, lung or fat in HU; MR intensities are not
+that negative), else MR; then min-max over the volume to 0..255 and cast to uint8. Slice: the stored array's k-plane
 (x = column i, y = row j) repeated to 3 channels, resized to 1024^2 by scikit-image (cubic, anti-aliased, range
 kept), cast to uint8, min-max to [0, 1]. Box [x0, y0, x1, y1] in slice pixels, scaled by 1024 / W, 1024 / H. Mask:
 sigmoid of the 256^2 logits, bilinear (align_corners=False) to H x W, > 0.5.
@@ -15,16 +16,28 @@ import numpy as np
 from ..errors import SamMed3DError
 
 MODALITIES = ("CT", "MR")
+AUTO = "auto"
+#: "auto" takes CT when the volume has a voxel below this (HU): air, lung and fat are below it, MR intensities are not.
+CT_BELOW = -200.0
 DEFAULT_WINDOW = (40.0, 400.0)  # level, width (HU)
 INPUT_SIZE = 1024
 
 
-def normalize_volume(array_kji: np.ndarray, modality: str = "CT", window=DEFAULT_WINDOW) -> np.ndarray:
-    """The whole volume as MedSAM's uint8 0..255 intensities ([k, j, i] in, same shape out)."""
+def resolve_modality(array_kji: np.ndarray, modality: str) -> str:
+    """ "CT" or "MR": `modality` itself, or for "auto" the guess described in the module docstring."""
+    if str(modality).lower() == AUTO:
+        data = np.asarray(array_kji)
+        return "CT" if data.size and float(np.min(data)) < CT_BELOW else "MR"
     modality = str(modality).upper()
     if modality not in MODALITIES:
-        raise SamMed3DError("unknown modality %r (choose CT or MR)" % modality)
+        raise SamMed3DError("unknown modality %r (choose CT, MR or auto)" % modality)
+    return modality
+
+
+def normalize_volume(array_kji: np.ndarray, modality: str = "CT", window=DEFAULT_WINDOW) -> np.ndarray:
+    """The whole volume as MedSAM's uint8 0..255 intensities ([k, j, i] in, same shape out)."""
     data = np.asarray(array_kji)
+    modality = resolve_modality(data, modality)
     if modality == "CT":
         level, width = (float(v) for v in window)
         if not width > 0:

@@ -21,7 +21,8 @@ from ..devices import autocast
 from ..errors import PromptError, SamMed3DError
 from ..image_io import validate_image
 from ..prompts import Box
-from .preprocessing import DEFAULT_WINDOW, box_to_input, logits_to_mask, mask_box, normalize_volume, slice_to_input
+from .preprocessing import (DEFAULT_WINDOW, box_to_input, logits_to_mask, mask_box, normalize_volume, resolve_modality,
+                            slice_to_input)
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -30,7 +31,8 @@ class MedSamSession:
     """Box -> mask for one object in one image, with MedSAM. Not thread-safe.
 
     model: a SAM 2D model from :func:`sammed3d.load_model` (MedSAM weights); image: a 3D SimpleITK image;
-    modality "CT" (window level/width, default 40/400) or "MR" (percentiles); margin: pixels added around the
+    modality "CT" (window level/width, default 40/400), "MR" (percentiles) or "auto" (CT when a voxel is below
+    -200, see `medsam.preprocessing`; the choice is `session.modality`); margin: pixels added around the
     previous slice's mask box; batch_size: slices per encoder forward (default 1 on the CPU, 8 on a GPU);
     precision: "fp32", "bf16", "fp16"; progress(slices_done, slices_in_range) is called after each slice;
     max_cached_slices: slice embeddings kept (4 MiB each for MedSAM; the ones farthest from the slice in use go first).
@@ -51,7 +53,9 @@ class MedSamSession:
         self.batch_size = max(1, int(batch_size or (1 if self._device.type == "cpu" else 8)))
         self.input_size = int(getattr(getattr(model, "image_encoder", None), "img_size", 1024))  # 1024 for MedSAM
         timer = time.perf_counter()
-        self._volume = normalize_volume(sitk.GetArrayViewFromImage(self.image), modality, window)
+        array = sitk.GetArrayViewFromImage(self.image)
+        self.modality = resolve_modality(array, modality)
+        self._volume = normalize_volume(array, self.modality, window)
         self._normalize_seconds = time.perf_counter() - timer
         self._embeddings: Dict[int, object] = {}
         self._mask = np.zeros(self._volume.shape, dtype=np.uint8)

@@ -103,7 +103,7 @@ class Engine(object):
         if self.family == "medsam":
             from ..medsam.session import MedSamSession
 
-            return MedSamSession(self.model, volume.image, precision=precision)
+            return MedSamSession(self.model, volume.image, modality="auto", precision=precision)
         session = InteractiveSession(self.model, volume.image, mapping=mapping, max_rois=max_rois,
                                      precision=precision)
         session._rois = volume.rois  # noqa: SLF001 - ROI extraction depends only on the image
