@@ -2,7 +2,7 @@
 
 Two tabs in two browser contexts: a click in tab A shows in A and not in B (B's segment list and views unchanged);
 each saves to its own files (A to OUT, B to OUT-scene2/OUT); a third tab beyond --max-scenes gets the busy page; no
-scene process outlives the server.
+scene process outlives the server, and A's unsaved last click is saved beside OUT when its scene stops.
 """
 import json
 import time
@@ -119,6 +119,18 @@ def test_two_tabs_have_separate_scenes_and_saves(tmp_path, ct_3mm_path):
             response = extra.goto(url)
             assert response.status == 503 and "All 2 scenes are in use" in extra.content()
             assert len(scene_processes(str(tmp_path))) == 2
+
+            # A clicks again and never saves: stopping the server saves that to a new folder beside OUT.
+            box = view_a.bounding_box()  # still in positive mode (the button would toggle it off)
+            x, y = box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.5
+            page_a.mouse.move(x - 10, y - 10)
+            page_a.mouse.move(x, y, steps=3)
+            page_a.mouse.click(x, y)
+            deadline = time.time() + 90
+            while "2 pt" not in segments_text(page_a) and time.time() < deadline:
+                time.sleep(0.2)
+            assert "2 pt" in segments_text(page_a)
+            page_a.locator("#sam-status").filter(has_text="encoder").wait_for(timeout=90000)  # computed
             browser.close()
     finally:
         stop(server)
@@ -126,3 +138,8 @@ def test_two_tabs_have_separate_scenes_and_saves(tmp_path, ct_3mm_path):
     while scene_processes(str(tmp_path)) and time.time() < deadline:
         time.sleep(0.2)
     assert scene_processes(str(tmp_path)) == []  # no scene outlives the server
+    recovered = sorted(tmp_path.glob("OUT-unsaved-*/OUT.seg.nrrd"))
+    assert len(recovered) == 1, "A's unsaved second click was not saved when its scene stopped"
+    assert len(saved_points(recovered[0].parent / "Segment_1.mrk.json")) == 2
+    assert output.read_bytes() == saved_a  # the user's own save is untouched
+    assert not list(scene2.parent.glob("*unsaved*")) and not list(tmp_path.glob("OUT-scene2-unsaved-*"))

@@ -10,6 +10,7 @@ import asyncio
 import os
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Optional
 
@@ -33,7 +34,7 @@ from SAMMed3DSlicerLib.prompt_nodes import prompt_nodes
 from . import scene_io
 from .annotator import BOX, NEGATIVE, POSITIVE, Annotator
 from .auth import add_token_check
-from .saving import save_annotations
+from .saving import annotation_fingerprint, recovery_output, save_annotations
 
 #: Window / level presets (HU) as in Slicer's Volumes module; "Auto" lets Slicer choose from the histogram.
 WINDOW_LEVEL_PRESETS = {
@@ -99,7 +100,9 @@ class WebApp(object):
         self.layout_manager.set_layout("Four-Up")
         self.annotator = Annotator(self.scene, logic, on_change=self.refresh)
         self._poller = None
+        self._loop = None  # the server's event loop, once it runs (unsaved work is saved on it at shutdown)
         self.saved = []
+        self._saved_fingerprint = self._fingerprint()  # what the files (or the loaded data) hold
         self._init_state()
         self._build_ui()
         self.server.controller.on_server_bind.add(self._bind)
@@ -174,6 +177,7 @@ class WebApp(object):
         self.annotator.set_data(volume, segmentation)
         self.set_window_level(self.state.wl_preset or "Auto")
         self.slicer_app.display_manager.reset_views()
+        self._saved_fingerprint = self._fingerprint()  # freshly loaded: nothing unsaved yet
 
     def load_segmentation(self, path) -> None:
         annotator = self.annotator
@@ -189,6 +193,7 @@ class WebApp(object):
                         self.scene.RemoveNode(node)
             annotator.logic.forget(old)
             self.scene.RemoveNode(old)
+        self._saved_fingerprint = self._fingerprint()
 
     def set_window_level(self, preset) -> None:
         volume = self.annotator.volume_node
@@ -262,6 +267,7 @@ class WebApp(object):
         try:
             self.saved = save_annotations(annotator.segmentation_node, annotator.clicks_by_segment_name(), self.output,
                                           annotator.boxes_by_segment_name())
+            self._saved_fingerprint = self._fingerprint()
             annotator.status = "Saved %s" % ", ".join(path.name for path in self.saved)
             annotator.error = ""
             self.state.saved = True
@@ -282,6 +288,55 @@ class WebApp(object):
             with tempfile.TemporaryDirectory() as folder:
                 self.load_segmentation(scene_io.extract_upload(files or [], Path(folder)))
         self._guarded(load)
+
+    # ---- unsaved work ---------------------------------------------------------------------------------------------
+    def _fingerprint(self) -> str:
+        annotator = self.annotator
+        return annotation_fingerprint(annotator.segmentation_node, annotator.clicks_by_segment_name(),
+                                      annotator.boxes_by_segment_name())
+
+    def has_unsaved_work(self) -> bool:
+        return self.annotator.segmentation_node is not None and self._fingerprint() != self._saved_fingerprint
+
+    def save_unsaved(self) -> Optional[Path]:
+        """Save work done since the last Save (or load) into a new folder beside the output (see `saving`); returns
+        the segmentation written there, or None when nothing was unsaved. Never touches the output itself."""
+        if not self.has_unsaved_work():
+            return None
+        annotator = self.annotator
+        output = recovery_output(self.output)
+        save_annotations(annotator.segmentation_node, annotator.clicks_by_segment_name(), output,
+                         annotator.boxes_by_segment_name())
+        self._saved_fingerprint = self._fingerprint()
+        return output
+
+    def save_unsaved_from_thread(self, timeout: float = 8.0) -> None:
+        """From any thread (the scene's shutdown): run :meth:`save_unsaved` on the server's event loop, which owns
+        the scene, waiting up to ``timeout`` seconds; reports on stdout (the `sammed3d web` log)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        done = threading.Event()
+        outcome = []
+
+        def save():
+            try:
+                outcome.append(self.save_unsaved())
+            except Exception as error:  # noqa: BLE001 - reported below, the scene is stopping anyway
+                outcome.append(error)
+            finally:
+                done.set()
+
+        try:
+            loop.call_soon_threadsafe(save)
+        except RuntimeError:  # the loop has stopped
+            return
+        if not done.wait(timeout):
+            print("sammed3d web: the scene was busy; its unsaved work could not be saved", flush=True)
+        elif isinstance(outcome[0], Exception):
+            print("sammed3d web: saving the unsaved work failed: %s" % outcome[0], flush=True)
+        elif outcome[0] is not None:
+            print("sammed3d web: unsaved work saved to %s" % outcome[0].parent, flush=True)
 
     # ---- background results ---------------------------------------------------------------------------------------
     def _ensure_poller(self):
@@ -307,6 +362,7 @@ class WebApp(object):
     def _bind(self, wslink_server):
         from aiohttp import web
 
+        self._loop = asyncio.get_event_loop()
         app = wslink_server.app
         if self.token:
             add_token_check(app, self.token)

@@ -7,11 +7,17 @@ click).
 ``sammed3d segment IMAGE --points "<segment name>.mrk.json"`` then recomputes the segment: the first positive point
 centres the ROI there as here, and negative points carry the description ``negative``. Every file is written to a
 temporary file and moved into place, so a failed save never destroys an existing file.
+
+Work that was never saved is not lost when a scene stops (its tab gone for the idle timeout, the server stopped):
+:func:`annotation_fingerprint` tells whether anything changed since the last save, and the scene then saves the same
+files into a new ``<output stem>-unsaved-<time>/`` folder beside the output (never over an existing file).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -123,3 +129,46 @@ def save_annotations(segmentation_node, clicks_by_segment: Dict[str, List[tuple]
             raise SamMed3DError("cannot write %s: %s" % (path, error)) from None
         written.append(path)
     return written
+
+
+def annotation_fingerprint(segmentation_node, clicks_by_segment: Dict[str, List[tuple]],
+                           boxes_by_segment: Optional[Dict[str, object]] = None) -> str:
+    """A digest of everything Save writes: segment ids, names, colours, label values and voxels, clicks, boxes."""
+    from vtk.util.numpy_support import vtk_to_numpy
+
+    digest = hashlib.sha1()
+    if segmentation_node is not None:
+        segmentation = segmentation_node.GetSegmentation()
+        labelmap = slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()
+        hashed = set()
+        for index in range(segmentation.GetNumberOfSegments()):
+            segment_id = segmentation.GetNthSegmentID(index)
+            segment = segmentation.GetSegment(segment_id)
+            digest.update(repr((segment_id, segment.GetName(), tuple(segment.GetColor()),
+                                segment.GetLabelValue())).encode("utf-8"))
+            image = segment.GetRepresentation(labelmap)
+            scalars = image.GetPointData().GetScalars() if image is not None else None
+            if scalars is not None and id(image) not in hashed:  # segments may share one labelmap
+                hashed.add(id(image))
+                digest.update(repr(image.GetExtent()).encode("utf-8"))
+                digest.update(vtk_to_numpy(scalars).tobytes())
+    digest.update(repr(sorted(clicks_by_segment.items())).encode("utf-8"))
+    boxes = {name: (tuple(box.corner1), tuple(box.corner2)) for name, box in (boxes_by_segment or {}).items()
+             if box is not None}
+    digest.update(repr(sorted(boxes.items())).encode("utf-8"))
+    return digest.hexdigest()
+
+
+def recovery_output(output) -> Path:
+    """Where unsaved work of ``output`` goes: ``<stem>-unsaved-<time>/<output name>`` beside it, a new folder."""
+    output = Path(output)
+    stem = output.name[: -len(SEGMENTATION_SUFFIX)] if output.name.endswith(SEGMENTATION_SUFFIX) else output.stem
+    base = "%s-unsaved-%s" % (stem, time.strftime("%Y%m%d-%H%M%S"))
+    for attempt in range(1000):
+        folder = output.parent / (base if attempt == 0 else "%s-%d" % (base, attempt))
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        return folder / output.name
+    raise SamMed3DError("no free folder for unsaved work beside %s" % output)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import threading
@@ -50,17 +51,35 @@ def free_local_port() -> int:
         return probe.getsockname()[1]
 
 
-def exit_with_parent(fd: int = 0) -> threading.Thread:
-    """In a child: exit at once when file descriptor ``fd`` (stdin, the front's pipe) reaches end of file, i.e. the
-    front has gone (however it ended). Reads the raw descriptor: no Python-level lock held at interpreter exit."""
+def exit_with_parent(fd: int = 0, before_exit: Optional[Callable[[], None]] = None) -> threading.Thread:
+    """In a child: exit when file descriptor ``fd`` (stdin, the front's pipe) reaches end of file, i.e. the front has
+    gone (however it ended) or is stopping this scene, and on SIGTERM (what the front sends next); ``before_exit()``
+    runs first (the scene saves unsaved work there; it must bound its own time: the front kills after 10 s). Reads
+    the raw descriptor: no Python-level lock held at interpreter exit."""
+    once = threading.Lock()
+
+    def shut_down():
+        if not once.acquire(blocking=False):
+            return  # the other trigger got there first; it exits the process
+        try:
+            if before_exit is not None:
+                before_exit()
+        except Exception as error:  # noqa: BLE001 - the process ends either way
+            print("sammed3d web: %s" % error, flush=True)
+        finally:
+            os._exit(0)
+
     def watch():
         try:
             while os.read(fd, 1024):
                 pass
         except OSError:
             pass
-        os._exit(0)
+        shut_down()
 
+    if threading.current_thread() is threading.main_thread():
+        # the handler only starts a thread: the main thread (the scene's event loop) must stay free to save
+        signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=shut_down, daemon=True).start())
     thread = threading.Thread(target=watch, name="sammed3d-web-parent-watch", daemon=True)
     thread.start()
     return thread

@@ -169,7 +169,8 @@ def run(args) -> int:
     if args.scene_child:
         from sammed3d_web.scenes import TOKEN_ENV, exit_with_parent
 
-        exit_with_parent()
+        at_exit = []  # the scene's unsaved-work save, once the scene exists
+        exit_with_parent(before_exit=lambda: [hook() for hook in at_exit])
         args.token = os.environ.get(TOKEN_ENV) or None
         if not args.token:
             raise SamMed3DError("a scene process needs its token in %s" % TOKEN_ENV)
@@ -191,10 +192,18 @@ def run(args) -> int:
 
     vtk.vtkObject.GlobalWarningDisplayOff()  # trame-slicer's views warn about VTK 9.6 interactor events
     app = WebApp(logic, output, token=args.token)
+    if args.scene_child:
+        at_exit.append(app.save_unsaved_from_thread)
     if image is not None:
         app.load(image, segmentation, name=Path(args.image.rstrip("/")).name.split(".")[0] or "Image")
     if not args.scene_child:
         url = "http://%s:%d/" % (args.host, args.port) + ("?token=%s" % args.token if args.token else "")
         print("sammed3d web: open %s (one scene shared by every tab)" % url, flush=True)
-    app.start(args.host, args.port)
+    try:
+        app.start(args.host, args.port)
+    finally:  # Ctrl+C on a single scene: what was not saved goes to a folder beside the output
+        if not args.scene_child:
+            saved = app.save_unsaved()
+            if saved is not None:
+                print("sammed3d web: unsaved work saved to %s" % saved.parent, flush=True)
     return 0
