@@ -53,19 +53,23 @@ class InteractiveSession:
     mapping: "linear" (smooth, default), "official" (ITK nearest neighbour of the 1.5 mm mask, as the current
     official release) or "cvpr25" (index-space nearest, as the older CVPR25 branch), see :mod:`sammed3d.mapping`;
     max_rois: how many ROIs one object may span: 1 (default) is the official single ROI, reproducible against the
-    official code; more (e.g. 6) follow objects larger than 192 mm; precision: "fp32", "bf16", "fp16".
+    official code; more (e.g. 6) follow objects larger than 192 mm; precision: "fp32", "bf16", "fp16";
+    roi_cache / embedding_cache: dicts to share with other sessions on the same image (ROIs depend only on the image;
+    embeddings on the image, the model and the precision), e.g. a server's sessions on one uploaded volume.
     """
 
     def __init__(self, model, image: sitk.Image, mapping: str = "linear", max_rois: int = 1,
-                 precision: str = "fp32") -> None:
+                 precision: str = "fp32", roi_cache: Optional[Dict] = None,
+                 embedding_cache: Optional[Dict] = None) -> None:
         self.model = model
         self.image = validate_image(image)
         self.mapping = mapping
         self.max_rois = max(1, int(max_rois))
         self.precision = precision
         self._device = model.device
-        self._rois: Dict[Tuple[float, float, float], Roi] = {}
-        self._embeddings: Dict[Tuple[int, int, int], Tuple[Roi, object]] = {}
+        self._rois: Dict[Tuple[float, float, float], Roi] = {} if roi_cache is None else roi_cache
+        self._embeddings: Dict[Tuple[int, int, int], Tuple[Roi, object]] = (
+            {} if embedding_cache is None else embedding_cache)
         self._seed: Optional[np.ndarray] = None
         self._clicks: List[Click] = []
         self._redo: List[Click] = []

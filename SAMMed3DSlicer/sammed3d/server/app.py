@@ -104,11 +104,8 @@ class Engine(object):
             from ..medsam.session import MedSamSession
 
             return MedSamSession(self.model, volume.image, modality="auto", precision=precision)
-        session = InteractiveSession(self.model, volume.image, mapping=mapping, max_rois=max_rois,
-                                     precision=precision)
-        session._rois = volume.rois  # noqa: SLF001 - ROI extraction depends only on the image
-        session._embeddings = volume.embeddings.setdefault(precision, {})  # noqa: SLF001
-        return session
+        return InteractiveSession(self.model, volume.image, mapping=mapping, max_rois=max_rois, precision=precision,
+                                  roi_cache=volume.rois, embedding_cache=volume.embeddings.setdefault(precision, {}))
 
 
 def _state(entry: SessionEntry, patch: Optional[Dict] = None, base_version: Optional[int] = None,
