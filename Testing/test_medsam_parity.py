@@ -84,6 +84,25 @@ def test_tiny_encoder_cpu_block_with_fused_windowed_attention_matches_official(m
         assert relative_error(ours.image_encoder(x), official.image_encoder(x)) <= 1e-4
 
 
+def test_traced_tiny_encoder_records_the_chunked_cpu_blocks_and_matches_official(monkeypatch):
+    """The Slicer module traces the encoder (to run it without the GIL): the trace records the chunked CPU blocks,
+    banded attention included, with plain linear layers."""
+    import warnings
+
+    from sammed3d.medsam.model import encoder_cpu
+
+    monkeypatch.setattr(encoder_cpu, "BANDED_MIN_TOKENS", 0)
+    monkeypatch.setattr(encoder_cpu, "SCORE_BUDGET", 3000)
+    official, ours = paired_models(TINY, seed=15, scale=0.2)
+    x = _images(TINY, 16)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(ours.image_encoder, x, check_trace=False)
+        graph = str(traced.inlined_graph)
+        assert "aten::_softmax" in graph and "mkldnn" not in graph
+        assert relative_error(traced(x), official.image_encoder(x)) <= 1e-4
+
+
 def test_cpu_kernels_are_not_used_for_autograd_autocast_or_tracing():
     from sammed3d.model.cpu_fused import fused_cpu
 

@@ -33,10 +33,15 @@ def _autocast_on() -> bool:
         return torch.is_autocast_cpu_enabled()
 
 
+def cpu_inference(x: torch.Tensor) -> bool:
+    """Whether `x` is float32 CPU inference: no autograd, no autocast, not scripted (tracing is fine)."""
+    return (x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled()
+            and not _autocast_on() and not torch.jit.is_scripting())
+
+
 def fused_cpu(x: torch.Tensor) -> bool:
-    """Whether `x` may take the fused path (float32 CPU inference, no autocast, not being traced or scripted)."""
-    return (FUSED_OPS and x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled()
-            and not _autocast_on() and not torch.jit.is_tracing() and not torch.jit.is_scripting())
+    """Whether `x` may take the oneDNN path: float32 CPU inference, not traced (its ops do not trace)."""
+    return FUSED_OPS and cpu_inference(x) and not torch.jit.is_tracing()
 
 
 #: The input rows oneDNN is told to expect when it packs a weight (any count works; this one suits token chunks).

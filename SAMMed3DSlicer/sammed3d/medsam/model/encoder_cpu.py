@@ -1,6 +1,7 @@
 """One ViT block of SAM's image encoder for float32 CPU inference: the same results, with less memory traffic.
 
-The plain block (`image_encoder.Block`) is what GPUs, autograd, autocast and tracing run. On a CPU its time goes to
+The plain block (`image_encoder.Block`) is what GPUs, autograd and autocast run. A TorchScript trace (the Slicer
+module's GIL-free encoder) records this chunked block with plain linear layers (oneDNN's fused ops do not trace). On a CPU its time goes to
 GEMMs (at the machine's peak already), to the attention's 4096 x 4096 scores, and to memory: every block allocates
 ~150 MiB of fresh temporaries (qkv, the padded windows, the bias mask, the MLP hidden layer), which the C allocator
 maps from the kernel each time (glibc maps allocations over 32 MiB afresh; ~0.5 s of page faults per slice). Here:
@@ -37,7 +38,7 @@ BANDED_MIN_TOKENS = 1024
 def block_forward(block, x: torch.Tensor) -> torch.Tensor:
     """`block(x)` for x: B x H x W x C, float32 CPU inference (see the module docstring)."""
     attn = block.attn
-    b, h, w, dim = x.shape
+    b, h, w, dim = (int(size) for size in x.shape)  # ints while tracing too: the chunking is fixed per shape
     window_h, window_w = (block.window_size, block.window_size) if block.window_size else (h, w)
     q, k, v = _windowed_qkv(attn, block.norm1, x, window_h, window_w)
     if window_h * window_w >= BANDED_MIN_TOKENS:
@@ -73,7 +74,7 @@ def _row_chunks(h: int, window_h: int):
 
 def _windowed_qkv(attn, norm, x: torch.Tensor, window_h: int, window_w: int) -> Tuple[torch.Tensor, ...]:
     """q, k, v of norm(x) as N x heads x (window_h * window_w) x C each (N = B x windows), padding = qkv bias."""
-    b, h, w, dim = x.shape
+    b, h, w, dim = (int(size) for size in x.shape)
     heads = attn.num_heads
     channels = dim // heads
     rows, cols = -(-h // window_h), -(-w // window_w)
@@ -101,7 +102,7 @@ def _windowed_qkv(attn, norm, x: torch.Tensor, window_h: int, window_w: int) -> 
 
 def banded_attention(attn, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, grid_h: int, grid_w: int):
     """Attention of N x heads x (h*w) x C contiguous tokens on an h x w grid, GEMMs over bands of query rows."""
-    n, heads, tokens, channels = q.shape
+    n, heads, tokens, channels = (int(size) for size in q.shape)
     # relative-position terms from the unscaled queries, as the official code: one GEMM per query row / column
     q_grid = q.view(n * heads, grid_h, grid_w, channels)
     rel_h = relative_table(grid_h, grid_h, attn.rel_pos_h).to(q.dtype)  # qh x kh x C

@@ -7,8 +7,8 @@ Same parameters and results as segment-anything's encoder, computed faster:
 - windowed blocks compute q/k/v and the output projection for the real tokens only: a zero-padded token's q/k/v is
   exactly the qkv bias, so the 64 -> 70 padding is filled with it after the projection, and padded outputs (which the
   official code discards) are never projected;
-- float32 CPU inference takes `encoder_cpu.block_forward` instead: row chunks, fused oneDNN linears, global attention
-  as banded GEMMs (see there).
+- float32 CPU inference takes `encoder_cpu.block_forward` instead: row chunks, fused oneDNN linears (not when
+  traced), global attention as banded GEMMs (see there).
 """
 from typing import Optional, Sequence
 
@@ -18,7 +18,7 @@ from torch.nn import functional as F
 
 from ...model.common import LayerNorm3d as LayerNorm2d  # channel LayerNorm: the same math for 2D maps
 from ...model.common import MLPBlock
-from ...model.cpu_fused import fused_cpu
+from ...model.cpu_fused import cpu_inference
 from ...model.relative_position import relative_table
 
 #: Bias elements (floats) one attention call may hold; attention splits its queries into bands of
@@ -119,7 +119,7 @@ class Block(nn.Module):
         self.window_size = window_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if fused_cpu(x):
+        if cpu_inference(x):
             from .encoder_cpu import block_forward
 
             return block_forward(self, x)
