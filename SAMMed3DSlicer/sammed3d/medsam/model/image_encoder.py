@@ -20,6 +20,7 @@ from ...model.common import LayerNorm3d as LayerNorm2d  # channel LayerNorm: the
 from ...model.common import MLPBlock
 from ...model.cpu_fused import cpu_inference
 from ...model.relative_position import relative_table
+from .encoder_cpu import block_forward
 
 #: Bias elements (floats) one attention call may hold; attention splits its queries into bands of
 #: whole token rows to stay below (256 MiB in fp32, reused across bands; a quarter of one
@@ -120,8 +121,6 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if cpu_inference(x):
-            from .encoder_cpu import block_forward
-
             return block_forward(self, x)
         x = x + self.attn(self.norm1(x), self.window_size)
         return x + self.mlp(self.norm2(x))
