@@ -1,10 +1,11 @@
 #!/usr/bin/env python
 """Dice at 1/5/10 simulated clicks of a checkpoint on the demo model's held-out sets, over several clicker seeds.
 
-The sets are the nnU-Net folders of scripts/make_demo_eval_data.py (the shared DICOM CT and its MR-like proxies;
-liver and spleen). `sammed3d evaluate` scores one clicker seed; with two objects per set one click draw moves the
-mean by +-0.1, so this script averages several seeds (the random clicker of `sammed3d evaluate`, the package's
-own interactive session). Prints one line per set and the mean over the MR-like proxies; optional JSON.
+The sets are the nnU-Net folders of scripts/make_demo_eval_data.py (the held-out shared DICOM CT and its MR-like
+proxies, liver and spleen; MR-like proxies of the 3 mm training CT, liver, spleen and kidneys). `sammed3d evaluate`
+scores one clicker seed; with two objects per set one click draw moves the mean by +-0.1, so this script averages
+several seeds (the random clicker of `sammed3d evaluate`, the package's own interactive session). Prints one line
+per set and the mean over each group of proxies; optional JSON.
 
     python scripts/eval_demo.py CHECKPOINT EVAL_DIR [--seeds 100 101 102 103] [--clicker random] [--json out.json]
 """
@@ -24,7 +25,8 @@ from sammed3d.evaluation.datasets import find_cases, load_label_in_image_grid, r
 from sammed3d.session import InteractiveSession  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
 
-SETS = ("ct", "mr_proxy_t1", "mr_proxy_t2", "mr_proxy_t1fs_ce")
+SETS = ("ct", "mr_proxy_t1", "mr_proxy_t2", "mr_proxy_t1fs_ce",
+        "train3mm_mr_proxy_t1", "train3mm_mr_proxy_t2", "train3mm_mr_proxy_t1fs_ce")
 COUNTS = (1, 5, 10)
 
 
@@ -68,11 +70,12 @@ def main(argv=None):
             continue
         results[name] = evaluate_set(model, folder, args.seeds, args.clicker, args.max_rois)
         print("%-18s %s" % (name, "  ".join("%d:%.3f" % item for item in results[name].items())), flush=True)
-    proxies = [scores for name, scores in results.items() if name.startswith("mr_proxy")]
-    if proxies:
-        mean = {count: float(np.mean([p[count] for p in proxies])) for count in COUNTS}
-        results["mr_proxy_mean"] = mean
-        print("%-18s %s" % ("MR proxies, mean", "  ".join("%d:%.3f" % item for item in mean.items())))
+    for prefix, title in (("mr_proxy", "MR proxies, mean"), ("train3mm_mr_proxy", "training-case proxies, mean")):
+        proxies = [scores for name, scores in results.items() if name.startswith(prefix + "_")]
+        if proxies:
+            mean = {count: float(np.mean([p[count] for p in proxies])) for count in COUNTS}
+            results[prefix + "_mean"] = mean
+            print("%-18s %s" % (title, "  ".join("%d:%.3f" % item for item in mean.items())))
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(results, handle, indent=1)
