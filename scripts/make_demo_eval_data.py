@@ -16,7 +16,8 @@ Writes four held-out nnU-Net folders (imagesTs/labelsTs, labels liver and spleen
 and three more, OUT_DIR/train3mm_mr_proxy_{t1,t2,t1fs_ce}: the same proxies of `ct_abdomen_3mm`, labels liver,
 spleen and both kidneys. The demo model trains on that CT (not on these contrasts), so their scores flatter it; they
 are here because the held-out case has no kidneys, and because they tracked the reported real-MR scores of an
-earlier demo model (0.33 / 0.50 at 1 / 10 clicks on real MR, 0.31 / 0.51 on these, seeds 0-7).
+earlier demo model: 0.33 / 0.50 at 1 / 10 clicks on real MR (issue 13), 0.34 / 0.53 on these
+(`scripts/eval_demo.py CHECKPOINT OUT_DIR --seeds 0 1 2 3 4 5 6 7`, their mean).
 """
 import argparse
 import json
