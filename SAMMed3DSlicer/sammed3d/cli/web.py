@@ -203,7 +203,11 @@ def run(args) -> int:
         app.start(args.host, args.port)
     finally:  # Ctrl+C on a single scene: what was not saved goes to a folder beside the output
         if not args.scene_child:
-            saved = app.save_unsaved()
-            if saved is not None:
-                print("sammed3d web: unsaved work saved to %s" % saved.parent, flush=True)
+            try:
+                saved = app.save_unsaved()
+            except SamMed3DError as error:
+                print("sammed3d web: the unsaved work could not be saved: %s" % error, flush=True)
+            else:
+                if saved is not None:
+                    print("sammed3d web: unsaved work saved to %s" % saved.parent, flush=True)
     return 0
