@@ -172,9 +172,12 @@ def test_volume_limits_and_malformed_uploads(server):
     assert raw(server, "PUT", "/volumes/" + digest, body[:-10])[0] == 400  # truncated
     assert raw(server, "PUT", "/volumes/" + digest, b"SM3DVOL1" + b"\xff" * 40)[0] == 400
     assert raw(server, "PUT", "/volumes/" + digest, b"x" * (9 << 20))[0] == 413  # over --max-upload-mb 8
-    status, answer = raw(server, "PUT", "/volumes/" + digest, body[:200],
-                         headers={"Transfer-Encoding": "chunked", "Content-Length": ""})
-    assert 400 <= status < 500
+    try:  # not valid chunked encoding: the HTTP layer answers 400 and closes, or resets before the answer is read
+        status, answer = raw(server, "PUT", "/volumes/" + digest, body[:200],
+                             headers={"Transfer-Encoding": "chunked", "Content-Length": ""})
+        assert 400 <= status < 500
+    except (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected):
+        pass  # refused either way; the requests below show the server is still up and stored nothing
     for change in ({"spacing": [float("nan"), 1.0, 1.0]}, {"direction": [0.0] * 9}, {"size": [1, 4, 4]},
                    {"dtype": "complex64"}, {"spacing": [0.0, 1.0, 1.0]}, {"size": [4096, 4096, 4096]}):
         header = json.loads(body[12:12 + int.from_bytes(body[8:12], "little")])
