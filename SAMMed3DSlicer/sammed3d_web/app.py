@@ -301,13 +301,16 @@ class WebApp(object):
     def save_unsaved(self) -> Optional[Path]:
         """Save work done since the last Save (or load) into a new folder beside the output (see `saving`); returns
         the segmentation written there, or None when nothing was unsaved. Never touches the output itself."""
-        if not self.has_unsaved_work():
-            return None
         annotator = self.annotator
+        if annotator.segmentation_node is None:
+            return None
+        fingerprint = self._fingerprint()  # hashes every labelmap: once per call
+        if fingerprint == self._saved_fingerprint:
+            return None
         output = recovery_output(self.output)
         save_annotations(annotator.segmentation_node, annotator.clicks_by_segment_name(), output,
                          annotator.boxes_by_segment_name())
-        self._saved_fingerprint = self._fingerprint()
+        self._saved_fingerprint = fingerprint
         return output
 
     def save_unsaved_from_thread(self, timeout: float = 8.0) -> None:
