@@ -40,6 +40,13 @@ def _describe(image: sitk.Image) -> str:
     return "x".join(str(n) for n in image.GetSize())
 
 
+def image_on_grid(array: np.ndarray, reference: sitk.Image) -> sitk.Image:
+    """A [k, j, i] array as a SimpleITK image with ``reference``'s origin, spacing and direction."""
+    image = sitk.GetImageFromArray(array)
+    image.CopyInformation(reference)
+    return image
+
+
 def validate_image(image: sitk.Image, name: str = "image") -> sitk.Image:
     """Check that ``image`` is a single-component 3D scalar volume with sane geometry; return it unchanged.
 

@@ -21,7 +21,7 @@ from . import tiles as tiling
 from .devices import autocast
 from .errors import PromptError
 from .geometry import inside_index_bounds, ras_to_index
-from .image_io import validate_image
+from .image_io import image_on_grid, validate_image
 from .roi import Roi, extract_roi
 
 Click = Tuple[Tuple[float, float, float], bool]  # (RAS mm in the image's physical frame, positive?)
@@ -149,9 +149,7 @@ class InteractiveSession:
 
     def mask_image(self) -> sitk.Image:
         """The current mask as a uint8 SimpleITK image with the image's geometry."""
-        mask = sitk.GetImageFromArray(self.mask_array())
-        mask.CopyInformation(self.image)
-        return mask
+        return image_on_grid(self.mask_array(), self.image)
 
     # -- internals ----------------------------------------------------------------------------------------------
     def _check_inside(self, clicks: Sequence[Click]) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..atomic import atomic_path
-from ..image_io import write_image_atomic
+from ..image_io import image_on_grid, write_image_atomic
 from ..errors import SamMed3DError
 
 FIELDS = ("case", "label", "label_name", "clicks", "dice", "nsd", "seconds")
@@ -242,7 +242,6 @@ def write_prediction(mask: np.ndarray, image: sitk.Image, path: str) -> None:
     mask = np.asarray(mask)
     if mask.shape != tuple(reversed(image.GetSize())):
         raise ValueError("mask shape %s does not match the image grid %s" % (mask.shape, image.GetSize()[::-1]))
-    label = sitk.GetImageFromArray(mask.astype(np.uint8))
-    label.CopyInformation(image)
+    label = image_on_grid(mask.astype(np.uint8), image)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     write_image_atomic(label, path)

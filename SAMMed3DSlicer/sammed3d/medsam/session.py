@@ -19,7 +19,7 @@ import SimpleITK as sitk
 
 from ..devices import autocast
 from ..errors import PromptError, SamMed3DError
-from ..image_io import validate_image
+from ..image_io import image_on_grid, validate_image
 from ..prompts import Box
 from .preprocessing import (DEFAULT_WINDOW, box_to_input, logits_to_mask, mask_box, normalize_volume, resolve_modality,
                             slice_to_input)
@@ -111,9 +111,7 @@ class MedSamSession:
         return self._mask.copy()
 
     def mask_image(self) -> sitk.Image:
-        mask = sitk.GetImageFromArray(self._mask)
-        mask.CopyInformation(self.image)
-        return mask
+        return image_on_grid(self._mask, self.image)
 
     # -- internals ----------------------------------------------------------------------------------------------
     def _report(self, done: int, total: int) -> None:

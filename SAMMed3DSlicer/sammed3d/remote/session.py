@@ -18,7 +18,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import PromptError
-from ..image_io import validate_image
+from ..image_io import image_on_grid, validate_image
 from .client import RemoteError, ServerConnection
 from .wire import WireError, apply_patch, encode_volume, pack_mask, sendable, volume_hash
 
@@ -157,9 +157,7 @@ class RemoteSession(object):
         return self._mask.copy()
 
     def mask_image(self) -> sitk.Image:
-        mask = sitk.GetImageFromArray(self._mask)
-        mask.CopyInformation(self.image)
-        return mask
+        return image_on_grid(self._mask, self.image)
 
     def close(self) -> None:
         """Tell the server the session is no longer needed (best effort)."""

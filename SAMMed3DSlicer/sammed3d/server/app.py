@@ -31,6 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..errors import SamMed3DError
+from ..image_io import image_on_grid
 from ..remote.wire import WireError, decode_volume, make_patch, unpack_mask
 from .guard import Guard
 from .schemas import AddPoint, Edit, OpenSession, SetBox, SetClicks, SetSeed
@@ -253,9 +254,7 @@ def create_app(engine: Engine, settings: ServerSettings, clock: Callable[[], flo
         def work():
             session = engine.new_session(volume, body.mapping, body.max_rois, body.precision)
             if seed is not None and hasattr(session, "seed"):  # MedSAM: a box's result replaces any content
-                image = sitk.GetImageFromArray(seed)
-                image.CopyInformation(volume.image)
-                session.seed(image)
+                session.seed(image_on_grid(seed, volume.image))
             return session, session.mask_array()
 
         (session, mask), _ = await engine.run(work)
@@ -365,11 +364,7 @@ def create_app(engine: Engine, settings: ServerSettings, clock: Callable[[], flo
             mask = await run_in_threadpool(unpack_mask, body.mask, entry.volume.size[::-1])
 
         def change(s):
-            image = None
-            if mask is not None:
-                image = sitk.GetImageFromArray(mask)
-                image.CopyInformation(entry.volume.image)
-            s.seed(image)
+            s.seed(None if mask is None else image_on_grid(mask, entry.volume.image))
 
         return await edit(request, session, body, change)
 
